@@ -1,0 +1,288 @@
+"""Load KubeVirt objects from files, folders and stdin — all or nothing, every problem listed.
+
+The happy path parses with libyaml and validates with pydantic and keeps no per-node line
+information (a 100,000-VMI dump must load in seconds). Only when a document has problems is its
+file composed a second time to find the line of each bad field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import yaml
+from pydantic import ValidationError
+
+from livemig.api.errors_text import describe_validation_error, format_path
+from livemig.api.models import KINDS, Resource
+from livemig.errors import LoadError, Problem
+
+R = TypeVar("R", bound=Resource)
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+YAML_SUFFIXES = (".yaml", ".yml", ".json")
+STDIN = "-"
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """Safe YAML that keeps timestamps as strings and records duplicate keys instead of failing."""
+
+    duplicates: list[tuple[int, str, int]]  # (line, key, first line)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # unhashable key; the base class reports it
+                continue
+            line = key_node.start_mark.line + 1
+            if first is not None:
+                self.duplicates.append((line, str(key), first))
+            else:
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+
+# Kubernetes keeps timestamps (creationTimestamp, …) as strings; YAML 1.1 would make datetimes.
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an object came from: file, YAML document index, and index inside a ``kind: List``."""
+
+    file: str
+    document: int
+    item: int | None = None
+
+    def path_prefix(self) -> tuple[str | int, ...]:
+        return () if self.item is None else ("items", self.item)
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    obj: Resource
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An object of a kind livemig does not use; kept out of the way, reported by lint."""
+
+    kind: str
+    ref: str
+    origin: Origin
+
+
+@dataclass
+class LoadResult:
+    objects: list[Loaded] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def of_kind(self, cls: type[R]) -> list[R]:
+        return [o.obj for o in self.objects if isinstance(o.obj, cls)]
+
+
+def iter_files(paths: Iterable[str]) -> Iterator[tuple[str, Problem | None]]:
+    """Expand folders recursively (sorted) into YAML/JSON files; ``-`` is stdin."""
+    for raw in paths:
+        if raw == STDIN:
+            yield STDIN, None
+            continue
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in YAML_SUFFIXES
+            )
+            if not found:
+                yield raw, Problem("folder holds no .yaml, .yml or .json file", file=raw)
+            for f in found:
+                yield str(f), None
+        elif p.is_file():
+            yield raw, None
+        else:
+            yield raw, Problem("no such file or folder", file=raw)
+
+
+def load_paths(paths: Sequence[str], stdin: IO[str] | None = None) -> LoadResult:
+    """Load every object in ``paths``; raise ``LoadError`` listing every problem if any."""
+    result = LoadResult()
+    problems: list[Problem] = []
+    for name, problem in iter_files(paths):
+        if problem:
+            problems.append(problem)
+            continue
+        try:
+            text = (stdin or sys.stdin).read() if name == STDIN else Path(name).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(f"cannot read: {exc}", file=name))
+            continue
+        label = "<stdin>" if name == STDIN else name
+        problems.extend(load_text(text, label, result))
+    problems.extend(_duplicate_objects(result))
+    if problems:
+        raise LoadError(problems)
+    return result
+
+
+def load_text(text: str, file: str, into: LoadResult) -> list[Problem]:
+    """Parse one file's text into ``into``; return its problems (the caller decides to fail)."""
+    loader = _Loader(text)
+    loader.duplicates = []
+    problems: list[Problem] = []
+    lines: _LineFinder | None = None
+    try:
+        doc_index = -1
+        while loader.check_data():
+            doc_index += 1
+            doc = loader.get_data()
+            dups, loader.duplicates = loader.duplicates, []
+            found = list(_objects_in(doc, file, doc_index))
+            for line, key, first in dups:
+                obj_ref = _ref_of_doc_at(found)
+                problems.append(
+                    Problem(f"duplicate key {key!r} (first at line {first})", file, line, obj_ref)
+                )
+            for origin, raw in found:
+                bad = _load_object(raw, origin, into)
+                if bad:
+                    lines = lines or _LineFinder(text)
+                    for prob_field, loc, message, obj_ref in bad:
+                        line = lines.line_of(origin, loc)
+                        problems.append(Problem(message, file, line, obj_ref, prob_field))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        what = getattr(exc, "problem", None) or str(exc)
+        problems.append(Problem(f"YAML syntax error: {what}", file, line))
+    finally:
+        loader.dispose()
+    return problems
+
+
+def _objects_in(doc: Any, file: str, index: int) -> Iterator[tuple[Origin, Any]]:
+    if doc is None:
+        return
+    if isinstance(doc, dict) and doc.get("kind") == "List" or (
+        isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List") and "items" in doc
+    ):
+        items = doc.get("items") or []
+        if not isinstance(items, list):
+            yield Origin(file, index), {"__bad__": "items of a List must be a list"}
+            return
+        for i, item in enumerate(items):
+            yield Origin(file, index, i), item
+    else:
+        yield Origin(file, index), doc
+
+
+def _ref_of_doc_at(found: list[tuple[Origin, Any]]) -> str | None:
+    if len(found) != 1 or not isinstance(found[0][1], dict):
+        return None
+    return _raw_ref(found[0][1])
+
+
+def _raw_ref(raw: dict[str, Any]) -> str:
+    kind = raw.get("kind") or "<no kind>"
+    meta = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
+    name = meta.get("name") or "<no name>"
+    cls = KINDS.get(str(kind))
+    ns = meta.get("namespace")
+    if cls is not None:
+        ns = (ns or "default") if cls.NAMESPACED else None
+    return f"{kind}/{ns}/{name}" if ns else f"{kind}/{name}"
+
+
+_Bad = tuple[str | None, tuple[str | int, ...], str, str | None]  # field, loc, message, object
+
+
+def _load_object(raw: Any, origin: Origin, into: LoadResult) -> list[_Bad]:
+    if not isinstance(raw, dict) or "__bad__" in raw:
+        msg = raw["__bad__"] if isinstance(raw, dict) else "an object must be a YAML mapping"
+        return [(None, (), msg, None)]
+    ref = _raw_ref(raw)
+    kind = raw.get("kind")
+    missing = [(k, (k,), "required field is missing", ref) for k in ("apiVersion", "kind")
+               if not raw.get(k)]
+    if missing:
+        return missing
+    if not isinstance(kind, str):
+        return [("kind", ("kind",), f"expected a string, got {kind!r}", ref)]
+    cls = KINDS.get(kind)
+    if cls is None:
+        close = difflib.get_close_matches(kind, KINDS, n=1, cutoff=0.8)
+        if close:
+            return [("kind", ("kind",), f"unknown kind {kind!r} (did you mean {close[0]}?)", ref)]
+        into.skipped.append(Skipped(kind, ref, origin))
+        return []
+    try:
+        obj = cls.model_validate(raw)
+    except ValidationError as exc:
+        return [
+            (format_path(loc), loc, message, ref)
+            for loc, message in describe_validation_error(exc, cls)
+        ]
+    into.objects.append(Loaded(obj, origin))
+    return []
+
+
+def _duplicate_objects(result: LoadResult) -> list[Problem]:
+    first: dict[str, Origin] = {}
+    problems = []
+    for loaded in result.objects:
+        ref = loaded.obj.ref
+        if ref in first:
+            o = first[ref]
+            problems.append(
+                Problem(f"defined twice (first in {o.file}, document {o.document + 1})",
+                        loaded.origin.file, None, ref)
+            )
+        else:
+            first[ref] = loaded.origin
+    return problems
+
+
+class _LineFinder:
+    """Finds the line of a field path in a file, composing its YAML only when asked."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._docs: list[yaml.Node] | None = None
+
+    def line_of(self, origin: Origin, loc: tuple[str | int, ...]) -> int | None:
+        if self._docs is None:
+            try:
+                self._docs = list(yaml.compose_all(self._text, Loader=_BaseLoader))
+            except yaml.YAMLError:
+                self._docs = []
+        if origin.document >= len(self._docs):
+            return None
+        node: yaml.Node | None = self._docs[origin.document]
+        line = node.start_mark.line + 1 if node is not None else None
+        for step in (*origin.path_prefix(), *loc):
+            node, key_line = _child(node, step)
+            if node is None:
+                break
+            line = key_line
+        return line
+
+
+def _child(node: yaml.Node | None, step: str | int) -> tuple[yaml.Node | None, int | None]:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.value == step:
+                return value, key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
+        if 0 <= step < len(node.value):
+            item = node.value[step]
+            return item, item.start_mark.line + 1
+    return None, None

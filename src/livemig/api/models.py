@@ -1,0 +1,362 @@
+"""Pydantic models of the KubeVirt kinds livemig reads, accepting their real YAML unchanged.
+
+Two kinds of model:
+
+- ``Owned`` — what livemig reads and acts on (migration settings, MigrationPolicy, migrations, the
+  VM/VMI fields it uses). Unknown fields and wrong types are errors, as with ``kubectl apply``
+  under strict validation.
+- ``Carried`` — the rest of an object (server-set metadata, status, unrelated settings, devices).
+  Unknown fields are kept as they are, so a cluster dump round-trips intact.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from livemig.api.fields import (
+    ByteQuantity,
+    Labels,
+    NamespaceName,
+    NonNegativeInt,
+    ObjectName,
+    QuantityField,
+)
+
+
+class Owned(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_by_name=False)
+
+
+class Carried(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True, validate_by_name=False)
+
+
+# --- metadata --------------------------------------------------------------------------------
+
+
+class ObjectMeta(Carried):
+    name: ObjectName
+    namespace: NamespaceName | None = None
+    labels: Labels = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class NamespaceMeta(ObjectMeta):
+    name: NamespaceName
+
+
+class TemplateMeta(Carried):
+    labels: Labels = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+# --- live-migration settings (SPEC §2) -------------------------------------------------------
+
+
+class MigrationSettings(Owned):
+    """HyperConverged ``spec.liveMigrationConfig``."""
+
+    bandwidth_per_migration: ByteQuantity | None = Field(None, alias="bandwidthPerMigration")
+    completion_timeout_per_gib: NonNegativeInt | None = Field(
+        None, alias="completionTimeoutPerGiB"
+    )
+    parallel_migrations_per_cluster: NonNegativeInt | None = Field(
+        None, alias="parallelMigrationsPerCluster"
+    )
+    parallel_outbound_migrations_per_node: NonNegativeInt | None = Field(
+        None, alias="parallelOutboundMigrationsPerNode"
+    )
+    progress_timeout: NonNegativeInt | None = Field(None, alias="progressTimeout")
+    allow_post_copy: bool | None = Field(None, alias="allowPostCopy")
+    allow_auto_converge: bool | None = Field(None, alias="allowAutoConverge")
+    allow_workload_disruption: bool | None = Field(None, alias="allowWorkloadDisruption")
+    network: str | None = None
+
+
+class KubeVirtMigrationSettings(MigrationSettings):
+    """KubeVirt ``spec.configuration.migrations``: the same settings plus a few livemig ignores."""
+
+    disable_tls: bool | None = Field(None, alias="disableTLS")
+    node_drain_taint_key: str | None = Field(None, alias="nodeDrainTaintKey")
+    unsafe_migration_override: bool | None = Field(None, alias="unsafeMigrationOverride")
+    match_selinux_level_on_migration: bool | None = Field(
+        None, alias="matchSELinuxLevelOnMigration"
+    )
+    utility_volumes_timeout: NonNegativeInt | None = Field(None, alias="utilityVolumesTimeout")
+
+
+class EvictionStrategy(StrEnum):
+    LIVE_MIGRATE = "LiveMigrate"
+    LIVE_MIGRATE_IF_POSSIBLE = "LiveMigrateIfPossible"
+    NONE = "None"
+    EXTERNAL = "External"
+
+
+# Enums come from YAML as strings; strict mode would demand enum instances.
+Eviction = Annotated[EvictionStrategy, Field(strict=False)]
+
+
+class HyperConvergedSpec(Carried):
+    live_migration_config: MigrationSettings | None = Field(None, alias="liveMigrationConfig")
+    eviction_strategy: Eviction | None = Field(None, alias="evictionStrategy")
+
+
+class KubeVirtConfiguration(Carried):
+    migrations: KubeVirtMigrationSettings | None = None
+    eviction_strategy: Eviction | None = Field(None, alias="evictionStrategy")
+
+
+class KubeVirtSpec(Carried):
+    configuration: KubeVirtConfiguration | None = None
+
+
+# --- migration policies (SPEC §3) ------------------------------------------------------------
+
+
+class PolicySelectors(Owned):
+    namespace_selector: Labels = Field(default_factory=dict, alias="namespaceSelector")
+    virtual_machine_instance_selector: Labels = Field(
+        default_factory=dict, alias="virtualMachineInstanceSelector"
+    )
+
+
+class MigrationPolicySpec(Owned):
+    selectors: PolicySelectors
+    allow_auto_converge: bool | None = Field(None, alias="allowAutoConverge")
+    bandwidth_per_migration: ByteQuantity | None = Field(None, alias="bandwidthPerMigration")
+    completion_timeout_per_gib: NonNegativeInt | None = Field(
+        None, alias="completionTimeoutPerGiB"
+    )
+    allow_post_copy: bool | None = Field(None, alias="allowPostCopy")
+    allow_workload_disruption: bool | None = Field(None, alias="allowWorkloadDisruption")
+
+
+# --- virtual machines ------------------------------------------------------------------------
+
+
+class Memory(Carried):
+    guest: ByteQuantity | None = None
+
+
+class ResourceList(Carried):
+    memory: ByteQuantity | None = None
+    cpu: QuantityField | None = None
+
+
+class Resources(Carried):
+    requests: ResourceList | None = None
+    limits: ResourceList | None = None
+
+
+class CPU(Carried):
+    cores: NonNegativeInt | None = None
+    sockets: NonNegativeInt | None = None
+    threads: NonNegativeInt | None = None
+
+
+class Domain(Carried):
+    memory: Memory | None = None
+    resources: Resources | None = None
+    cpu: CPU | None = None
+
+
+class ContainerDisk(Carried):
+    image: str
+
+
+class HostDisk(Carried):
+    path: str
+    type: str | None = None
+    capacity: ByteQuantity | None = None
+
+
+class Volume(Carried):
+    name: str
+    container_disk: ContainerDisk | None = Field(None, alias="containerDisk")
+    host_disk: HostDisk | None = Field(None, alias="hostDisk")
+
+
+class VMISpec(Carried):
+    domain: Domain | None = None
+    eviction_strategy: Eviction | None = Field(None, alias="evictionStrategy")
+    node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector")
+    volumes: list[Volume] = Field(default_factory=list)
+
+    def memory_bytes(self) -> int | None:
+        """Guest memory: ``domain.memory.guest``, else the memory request, else unknown."""
+        if self.domain is None:
+            return None
+        if self.domain.memory and self.domain.memory.guest is not None:
+            return self.domain.memory.guest.to_bytes()
+        res = self.domain.resources
+        if res and res.requests and res.requests.memory is not None:
+            return res.requests.memory.to_bytes()
+        return None
+
+
+class VMTemplate(Carried):
+    metadata: TemplateMeta = Field(default_factory=TemplateMeta)
+    spec: VMISpec = Field(default_factory=VMISpec)
+
+
+class RunStrategy(StrEnum):
+    ALWAYS = "Always"
+    RERUN_ON_FAILURE = "RerunOnFailure"
+    MANUAL = "Manual"
+    HALTED = "Halted"
+    ONCE = "Once"
+    WAIT_AS_RECEIVER = "WaitAsReceiver"
+
+
+class VMSpec(Carried):
+    running: bool | None = None
+    run_strategy: Annotated[RunStrategy, Field(strict=False)] | None = Field(None, alias="runStrategy")
+    template: VMTemplate
+
+    @model_validator(mode="after")
+    def _one_way_to_run(self) -> VMSpec:
+        if self.running is not None and self.run_strategy is not None:
+            raise ValueError(
+                "spec.running and spec.runStrategy are mutually exclusive: keep only runStrategy"
+            )
+        return self
+
+
+class VMIStatus(Carried):
+    node_name: str | None = Field(None, alias="nodeName")
+
+
+class MigrationSpec(Owned):
+    vmi_name: ObjectName = Field(alias="vmiName")
+    added_node_selector: dict[str, str] | None = Field(None, alias="addedNodeSelector")
+
+
+class NodeSpec(Carried):
+    unschedulable: bool | None = None
+
+
+# --- top-level objects -----------------------------------------------------------------------
+
+
+class Resource(Carried):
+    """A top-level object. Subclasses say which kind, which apiVersions, and the scope."""
+
+    KIND: ClassVar[str]
+    API_VERSIONS: ClassVar[tuple[str, ...]]
+    NAMESPACED: ClassVar[bool]
+
+    api_version: str = Field(alias="apiVersion")
+    kind: str
+    metadata: ObjectMeta
+
+    @field_validator("api_version")
+    @classmethod
+    def _served_version(cls, value: str) -> str:
+        if value not in cls.API_VERSIONS:
+            raise ValueError(
+                f"{value!r} does not serve kind {cls.KIND}: use apiVersion: {cls.API_VERSIONS[0]}"
+            )
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _right_kind(cls, value: str) -> str:
+        if value != cls.KIND:
+            raise ValueError(f"{value!r} given where {cls.KIND} was expected")
+        return value
+
+    @property
+    def namespace(self) -> str | None:
+        if not self.NAMESPACED:
+            return None
+        return self.metadata.namespace or "default"
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def ref(self) -> str:
+        """``Kind/namespace/name`` (namespaced) or ``Kind/name`` (cluster-scoped)."""
+        ns = self.namespace
+        return f"{self.KIND}/{ns}/{self.name}" if ns else f"{self.KIND}/{self.name}"
+
+
+class HyperConverged(Resource):
+    KIND = "HyperConverged"
+    API_VERSIONS = ("hco.kubevirt.io/v1beta1", "hco.kubevirt.io/v1")
+    NAMESPACED = True
+    spec: HyperConvergedSpec = Field(default_factory=HyperConvergedSpec)
+
+
+class KubeVirt(Resource):
+    KIND = "KubeVirt"
+    API_VERSIONS = ("kubevirt.io/v1", "kubevirt.io/v1alpha3")
+    NAMESPACED = True
+    spec: KubeVirtSpec = Field(default_factory=KubeVirtSpec)
+
+
+class MigrationPolicy(Resource):
+    KIND = "MigrationPolicy"
+    API_VERSIONS = ("migrations.kubevirt.io/v1alpha1",)
+    NAMESPACED = False
+    spec: MigrationPolicySpec
+
+
+class Namespace(Resource):
+    KIND = "Namespace"
+    API_VERSIONS = ("v1",)
+    NAMESPACED = False
+    metadata: NamespaceMeta
+
+
+class Node(Resource):
+    KIND = "Node"
+    API_VERSIONS = ("v1",)
+    NAMESPACED = False
+    spec: NodeSpec = Field(default_factory=NodeSpec)
+
+
+class VirtualMachine(Resource):
+    KIND = "VirtualMachine"
+    API_VERSIONS = ("kubevirt.io/v1", "kubevirt.io/v1alpha3")
+    NAMESPACED = True
+    spec: VMSpec
+
+
+class VirtualMachineInstance(Resource):
+    KIND = "VirtualMachineInstance"
+    API_VERSIONS = ("kubevirt.io/v1", "kubevirt.io/v1alpha3")
+    NAMESPACED = True
+    spec: VMISpec = Field(default_factory=VMISpec)
+    status: VMIStatus | None = None
+
+
+class VirtualMachineInstanceMigration(Resource):
+    KIND = "VirtualMachineInstanceMigration"
+    API_VERSIONS = ("kubevirt.io/v1", "kubevirt.io/v1alpha3")
+    NAMESPACED = True
+    spec: MigrationSpec
+
+
+KINDS: dict[str, type[Resource]] = {
+    cls.KIND: cls
+    for cls in (
+        HyperConverged,
+        KubeVirt,
+        MigrationPolicy,
+        Namespace,
+        Node,
+        VirtualMachine,
+        VirtualMachineInstance,
+        VirtualMachineInstanceMigration,
+    )
+}
+
+
+def to_dict(obj: BaseModel) -> dict[str, Any]:
+    """The object as the user wrote it (with anything we did not model kept as it was)."""
+    return obj.model_dump(mode="json", by_alias=True, exclude_unset=True)

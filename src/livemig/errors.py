@@ -1,0 +1,63 @@
+"""The one exception tree of livemig.
+
+::
+
+    LivemigError                      every error livemig raises on purpose
+     ├── InvalidInput                 the user's input is wrong; permanent until they fix it
+     │    ├── QuantityError           a string is not a Kubernetes quantity
+     │    └── LoadError               files/objects failed to load; carries every Problem found
+     └── UsageError                   the command line asks for something impossible
+
+Errors carry their evidence (file, line, object, field) in ``Problem`` records so the CLI can
+print them one per line and tools can read them as JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the input, located as precisely as we know."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    object: str | None = None  # "Kind/namespace/name" or "Kind/name"
+    field: str | None = None  # dotted path, list indexes in brackets: spec.volumes[0].name
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
+        parts = [p for p in (self.object, self.field) if p]
+        prefix = ": ".join(parts)
+        return f"{where}{prefix}: {self.message}" if prefix else f"{where}{self.message}"
+
+
+class LivemigError(Exception):
+    """Base of every error livemig raises on purpose."""
+
+
+class InvalidInput(LivemigError):
+    """The input is wrong; retrying will not help until it is fixed."""
+
+
+class QuantityError(InvalidInput, ValueError):
+    """A value is not a valid Kubernetes quantity (the message may hold a suggestion)."""
+
+
+class LoadError(InvalidInput):
+    """Loading failed; ``problems`` lists every problem found, not only the first."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        n = len(self.problems)
+        head = f"{n} problem{'s' if n != 1 else ''} in the input"
+        super().__init__(head + "\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class UsageError(LivemigError):
+    """The command line asks for something that cannot be done."""
