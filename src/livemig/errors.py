@@ -27,6 +27,7 @@ class Problem:
     line: int | None = None
     object: str | None = None  # "Kind/namespace/name" or "Kind/name"
     field: str | None = None  # dotted path, list indexes in brackets: spec.volumes[0].name
+    code: str = "LM002"  # the lint code this problem is reported under (see livemig.lint)
 
     def __str__(self) -> str:
         where = ""

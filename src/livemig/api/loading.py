@@ -103,13 +103,16 @@ def iter_files(paths: Iterable[str]) -> Iterator[tuple[str, Problem | None]]:
                 f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in YAML_SUFFIXES
             )
             if not found:
-                yield raw, Problem("folder holds no .yaml, .yml or .json file", file=raw)
+                yield (
+                    raw,
+                    Problem("folder holds no .yaml, .yml or .json file", file=raw, code="LM004"),
+                )
             for f in found:
                 yield str(f), None
         elif p.is_file():
             yield raw, None
         else:
-            yield raw, Problem("no such file or folder", file=raw)
+            yield raw, Problem("no such file or folder", file=raw, code="LM004")
 
 
 def load_paths(paths: Sequence[str], stdin: IO[str] | None = None) -> LoadResult:
@@ -123,7 +126,7 @@ def load_paths(paths: Sequence[str], stdin: IO[str] | None = None) -> LoadResult
         try:
             text = (stdin or sys.stdin).read() if name == STDIN else Path(name).read_text("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Problem(f"cannot read: {exc}", file=name))
+            problems.append(Problem(f"cannot read: {exc}", file=name, code="LM004"))
             continue
         label = "<stdin>" if name == STDIN else name
         problems.extend(load_text(text, label, result))
@@ -149,31 +152,36 @@ def load_text(text: str, file: str, into: LoadResult) -> list[Problem]:
             for line, key, first in dups:
                 obj_ref = _ref_of_doc_at(found)
                 problems.append(
-                    Problem(f"duplicate key {key!r} (first at line {first})", file, line, obj_ref)
+                    Problem(
+                        f"duplicate key {key!r} (first at line {first})",
+                        file,
+                        line,
+                        obj_ref,
+                        code="LM001",
+                    )
                 )
             for origin, raw in found:
                 bad = _load_object(raw, origin, into)
                 if bad:
                     lines = lines or _LineFinder(text)
                     for prob_field, loc, message, obj_ref in bad:
-                        line = lines.line_of(origin, loc)
-                        problems.append(Problem(message, file, line, obj_ref, prob_field))
+                        at = lines.line_of(origin, loc)
+                        problems.append(Problem(message, file, at, obj_ref, prob_field))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark is not None else None
+        at = mark.line + 1 if mark is not None else None
         what = getattr(exc, "problem", None) or str(exc)
-        problems.append(Problem(f"YAML syntax error: {what}", file, line))
+        problems.append(Problem(f"YAML syntax error: {what}", file, at, code="LM001"))
     finally:
         loader.dispose()
-    return problems
+    return sorted(problems, key=lambda p: p.line or 0)
 
 
 def _objects_in(doc: Any, file: str, index: int) -> Iterator[tuple[Origin, Any]]:
     if doc is None:
         return
-    if isinstance(doc, dict) and doc.get("kind") == "List" or (
-        isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List") and "items" in doc
-    ):
+    # `oc get a,b -o yaml` prints kind: List; typed lists (VirtualMachineList) look the same.
+    if isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List") and "items" in doc:
         items = doc.get("items") or []
         if not isinstance(items, list):
             yield Origin(file, index), {"__bad__": "items of a List must be a list"}
@@ -211,8 +219,11 @@ def _load_object(raw: Any, origin: Origin, into: LoadResult) -> list[_Bad]:
         return [(None, (), msg, None)]
     ref = _raw_ref(raw)
     kind = raw.get("kind")
-    missing = [(k, (k,), "required field is missing", ref) for k in ("apiVersion", "kind")
-               if not raw.get(k)]
+    missing: list[_Bad] = [
+        (k, (k,), "required field is missing", ref)
+        for k in ("apiVersion", "kind")
+        if not raw.get(k)
+    ]
     if missing:
         return missing
     if not isinstance(kind, str):
@@ -243,8 +254,13 @@ def _duplicate_objects(result: LoadResult) -> list[Problem]:
         if ref in first:
             o = first[ref]
             problems.append(
-                Problem(f"defined twice (first in {o.file}, document {o.document + 1})",
-                        loaded.origin.file, None, ref)
+                Problem(
+                    f"defined twice (first in {o.file}, document {o.document + 1})",
+                    loaded.origin.file,
+                    None,
+                    ref,
+                    code="LM003",
+                )
             )
         else:
             first[ref] = loaded.origin
@@ -281,8 +297,11 @@ def _child(node: yaml.Node | None, step: str | int) -> tuple[yaml.Node | None, i
         for key, value in node.value:
             if key.value == step:
                 return value, key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
-        if 0 <= step < len(node.value):
-            item = node.value[step]
-            return item, item.start_mark.line + 1
+    elif (
+        isinstance(node, yaml.SequenceNode)
+        and isinstance(step, int)
+        and (0 <= step < len(node.value))
+    ):
+        item = node.value[step]
+        return item, item.start_mark.line + 1
     return None, None

@@ -60,9 +60,7 @@ class MigrationSettings(Owned):
     """HyperConverged ``spec.liveMigrationConfig``."""
 
     bandwidth_per_migration: ByteQuantity | None = Field(None, alias="bandwidthPerMigration")
-    completion_timeout_per_gib: NonNegativeInt | None = Field(
-        None, alias="completionTimeoutPerGiB"
-    )
+    completion_timeout_per_gib: NonNegativeInt | None = Field(None, alias="completionTimeoutPerGiB")
     parallel_migrations_per_cluster: NonNegativeInt | None = Field(
         None, alias="parallelMigrationsPerCluster"
     )
@@ -127,9 +125,7 @@ class MigrationPolicySpec(Owned):
     selectors: PolicySelectors
     allow_auto_converge: bool | None = Field(None, alias="allowAutoConverge")
     bandwidth_per_migration: ByteQuantity | None = Field(None, alias="bandwidthPerMigration")
-    completion_timeout_per_gib: NonNegativeInt | None = Field(
-        None, alias="completionTimeoutPerGiB"
-    )
+    completion_timeout_per_gib: NonNegativeInt | None = Field(None, alias="completionTimeoutPerGiB")
     allow_post_copy: bool | None = Field(None, alias="allowPostCopy")
     allow_workload_disruption: bool | None = Field(None, alias="allowWorkloadDisruption")
 
@@ -211,9 +207,12 @@ class RunStrategy(StrEnum):
     WAIT_AS_RECEIVER = "WaitAsReceiver"
 
 
+Strategy = Annotated[RunStrategy, Field(strict=False)]
+
+
 class VMSpec(Carried):
     running: bool | None = None
-    run_strategy: Annotated[RunStrategy, Field(strict=False)] | None = Field(None, alias="runStrategy")
+    run_strategy: Strategy | None = Field(None, alias="runStrategy")
     template: VMTemplate
 
     @model_validator(mode="after")
