@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from livemig.api.models import (
     HyperConverged,
@@ -15,7 +16,16 @@ from livemig.api.models import (
     VirtualMachineInstance,
     VMISpec,
 )
-from livemig.policy import ClusterConfig, PolicyIndex, Precedence, Resolution, cluster_config
+from livemig.bulk import gc_paused
+from livemig.policy import (
+    ClusterConfig,
+    MigrationConfiguration,
+    PolicyIndex,
+    Precedence,
+    Resolution,
+    cluster_config,
+    effective_configuration,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +49,24 @@ class Workload:
 
 @dataclass(frozen=True)
 class Inventory:
+    """The objects of one input, grouped the way policy resolution and lint need them."""
+
     hyperconverged: tuple[HyperConverged, ...]
     kubevirt: tuple[KubeVirt, ...]
     policies: tuple[MigrationPolicy, ...]
     namespaces: Mapping[str, Namespace]
     workloads: tuple[Workload, ...]
+    _configurations: dict[str | None, MigrationConfiguration] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def from_objects(cls, objects: Iterable[Resource]) -> Inventory:
-        objs = list(objects)
+        with gc_paused():
+            return cls._from_objects(list(objects))
+
+    @classmethod
+    def _from_objects(cls, objs: list[Resource]) -> Inventory:
         vmis = [o for o in objs if isinstance(o, VirtualMachineInstance)]
         have_vmi = {(v.namespace, v.name) for v in vmis}
         workloads = [
@@ -76,13 +95,38 @@ class Inventory:
             workloads=tuple(workloads),
         )
 
-    @property
+    @cached_property
     def cluster(self) -> ClusterConfig:
         return cluster_config(self.hyperconverged, self.kubevirt)
+
+    def configuration(self, resolution: Resolution) -> MigrationConfiguration:
+        """The effective configuration under the winning policy (computed once per policy)."""
+        winner = resolution.winner
+        key = winner.name if winner else None
+        conf = self._configurations.get(key)
+        if conf is None:
+            conf = self._configurations[key] = effective_configuration(
+                self.cluster, winner.policy if winner else None
+            )
+        return conf
 
     def namespace_labels(self, namespace: str) -> Mapping[str, str]:
         ns = self.namespaces.get(namespace)
         return ns.metadata.labels if ns else {}
+
+    def notes(self, w: Workload) -> list[str]:
+        """What the input lacks that could change this workload's policy."""
+        notes = []
+        if w.namespace not in self.namespaces and any(
+            p.spec.selectors.namespace_selector for p in self.policies
+        ):
+            notes.append(
+                f"Namespace {w.namespace} is not in the input, so policies with a "
+                "namespaceSelector cannot match; add it (oc get ns -o yaml)"
+            )
+        if w.memory_bytes is None:
+            notes.append("no memory size given: the completion timeout cannot be computed")
+        return notes
 
     def select(self, names: Sequence[str] = (), namespace: str | None = None) -> list[Workload]:
         """Workloads filtered by name (any of ``names``) and namespace."""
@@ -96,7 +140,8 @@ class Inventory:
         self, workloads: Sequence[Workload], precedence: Precedence
     ) -> list[tuple[Workload, Resolution]]:
         index = PolicyIndex(self.policies, precedence)
-        return [
-            (w, index.resolve(w.namespace, self.namespace_labels(w.namespace), w.labels))
-            for w in workloads
-        ]
+        with gc_paused():
+            return [
+                (w, index.resolve(w.namespace, self.namespace_labels(w.namespace), w.labels))
+                for w in workloads
+            ]

@@ -296,12 +296,10 @@ def _timeout_advice(
     inv: Inventory, resolved: Sequence[tuple[Workload, Resolution]]
 ) -> Iterable[Finding]:
     """LM102: completionTimeoutPerGiB × bandwidth < 1 GiB means even an idle VM cannot finish."""
-    cluster = inv.cluster
     hopeless: dict[str, list[Workload]] = defaultdict(list)
     configs = {}
     for workload, res in resolved:
-        policy = res.winner.policy if res.winner else None
-        conf = effective_configuration(cluster, policy)
+        conf = inv.configuration(res)
         if conf.bandwidth_per_migration == 0 or conf.completion_timeout_per_gib == 0:
             continue
         if conf.completion_timeout_per_gib * conf.bandwidth_per_migration < GIB:

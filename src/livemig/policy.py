@@ -41,23 +41,22 @@ class PolicyMatch:
     policy: MigrationPolicy
     namespace_keys: tuple[str, ...]
     vmi_keys: tuple[str, ...]
+    # Derived once here: ranking many VMIs reads them over and over.
+    score: int = field(init=False)
+    matched_keys: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "score", len(self.namespace_keys) + len(self.vmi_keys))
+        object.__setattr__(self, "matched_keys", tuple(sorted(self.namespace_keys + self.vmi_keys)))
 
     @property
     def name(self) -> str:
-        return self.policy.name
-
-    @property
-    def score(self) -> int:
-        return len(self.namespace_keys) + len(self.vmi_keys)
-
-    @property
-    def matched_keys(self) -> tuple[str, ...]:
-        return tuple(sorted(self.namespace_keys + self.vmi_keys))
+        return self.policy.metadata.name
 
 
 def _selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    # A selector entry needs the label present with the same value; "" matches only "".
-    return all(key in labels and labels[key] == value for key, value in selector.items())
+    # Every entry must be present with the same value; "" matches only a present, empty label.
+    return selector.items() <= labels.items()
 
 
 def match_policy(
@@ -157,39 +156,69 @@ def _resolution(matches: Sequence[PolicyMatch], precedence: Precedence) -> Resol
 
 
 class PolicyIndex:
-    """Resolves many VMIs quickly: per-namespace candidates, cached by the labels that matter.
+    """Resolves many VMIs quickly; every answer still comes from ``resolve``.
 
-    Only label keys that some policy selects on can change the outcome, so VMIs are grouped by
-    (namespace, their values for those keys) and each group is resolved once with ``resolve``'s
-    own rule.
+    Per namespace, the policies whose namespaceSelector matches become its candidate set.
+    Namespaces with the same candidate set share one, and within a set only the VMI label keys
+    some candidate selects on can change the outcome, so each distinct combination of those
+    values is resolved once. Candidates are further narrowed by the first entry of their
+    virtualMachineInstanceSelector, so ``resolve`` sees a short list.
     """
 
     def __init__(self, policies: Sequence[MigrationPolicy], precedence: Precedence) -> None:
         self.policies = tuple(policies)
         self.precedence = precedence
-        self._vmi_keys = sorted(
-            {k for p in policies for k in p.spec.selectors.virtual_machine_instance_selector}
-        )
-        self._by_namespace: dict[str, tuple[MigrationPolicy, ...]] = {}
-        self._cache: dict[tuple[str, tuple[str | None, ...]], Resolution] = {}
+        self._by_namespace: dict[str, _CandidateSet] = {}
+        self._sets: dict[tuple[str, ...], _CandidateSet] = {}
+
+    def _candidates(self, namespace: str, namespace_labels: Mapping[str, str]) -> _CandidateSet:
+        found = self._by_namespace.get(namespace)
+        if found is None:
+            matching = [
+                p
+                for p in self.policies
+                if _selector_matches(p.spec.selectors.namespace_selector, namespace_labels)
+            ]
+            names = tuple(p.name for p in matching)
+            found = self._sets.get(names)
+            if found is None:
+                found = self._sets[names] = _CandidateSet(matching)
+            self._by_namespace[namespace] = found
+        return found
 
     def resolve(
         self, namespace: str, namespace_labels: Mapping[str, str], vmi_labels: Mapping[str, str]
     ) -> Resolution:
-        candidates = self._by_namespace.get(namespace)
-        if candidates is None:
-            candidates = tuple(
-                p
-                for p in self.policies
-                if _selector_matches(p.spec.selectors.namespace_selector, namespace_labels)
-            )
-            self._by_namespace[namespace] = candidates
-        key = (namespace, tuple(vmi_labels.get(k) for k in self._vmi_keys))
-        found = self._cache.get(key)
+        cands = self._candidates(namespace, namespace_labels)
+        key = tuple(vmi_labels.get(k) for k in cands.keys)
+        found = cands.resolved.get(key)
         if found is None:
-            found = resolve(candidates, namespace_labels, vmi_labels, self.precedence)
-            self._cache[key] = found
+            found = cands.resolved[key] = resolve(
+                cands.plausible(vmi_labels), namespace_labels, vmi_labels, self.precedence
+            )
         return found
+
+
+class _CandidateSet:
+    def __init__(self, policies: Sequence[MigrationPolicy]) -> None:
+        self.always: list[MigrationPolicy] = []
+        self.by_entry: dict[tuple[str, str], list[MigrationPolicy]] = {}
+        keys: set[str] = set()
+        for p in policies:
+            vmi_selector = p.spec.selectors.virtual_machine_instance_selector
+            keys.update(vmi_selector)
+            if vmi_selector:
+                self.by_entry.setdefault(next(iter(vmi_selector.items())), []).append(p)
+            else:
+                self.always.append(p)
+        self.keys = tuple(sorted(keys))
+        self.resolved: dict[tuple[str | None, ...], Resolution] = {}
+
+    def plausible(self, vmi_labels: Mapping[str, str]) -> list[MigrationPolicy]:
+        out = list(self.always)
+        for entry in vmi_labels.items():
+            out += self.by_entry.get(entry, ())
+        return out
 
 
 # --- effective configuration -----------------------------------------------------------------

@@ -19,40 +19,13 @@ from pydantic import ValidationError
 
 from livemig.api.errors_text import describe_validation_error, format_path
 from livemig.api.models import KINDS, Resource
+from livemig.api.yamlparse import YamlSyntaxError, parse
+from livemig.bulk import gc_paused
 from livemig.errors import LoadError, Problem
 
 R = TypeVar("R", bound=Resource)
-_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 STDIN = "-"
-
-
-class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
-    """Safe YAML that keeps timestamps as strings and records duplicate keys instead of failing."""
-
-    duplicates: list[tuple[int, str, int]]  # (line, key, first line)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            try:
-                first = seen.get(key)
-            except TypeError:  # unhashable key; the base class reports it
-                continue
-            line = key_node.start_mark.line + 1
-            if first is not None:
-                self.duplicates.append((line, str(key), first))
-            else:
-                seen[key] = line
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
-
-
-# Kubernetes keeps timestamps (creationTimestamp, …) as strings; YAML 1.1 would make datetimes.
-_Loader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for ch, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,64 +111,33 @@ def load_paths(paths: Sequence[str], stdin: IO[str] | None = None) -> LoadResult
 
 def load_text(text: str, file: str, into: LoadResult) -> list[Problem]:
     """Parse one file's text into ``into``; return its problems (the caller decides to fail)."""
-    loader = _Loader(text)
-    loader.duplicates = []
+    try:
+        documents = parse(text)
+    except YamlSyntaxError as exc:
+        return [Problem(f"YAML syntax error: {exc.message}", file, exc.line, code="LM001")]
     problems: list[Problem] = []
     lines: _LineFinder | None = None
-    try:
-        doc_index = -1
-        while loader.check_data():
-            doc_index += 1
-            doc = loader.get_data()
-            dups, loader.duplicates = loader.duplicates, []
-            found = list(_objects_in(doc, file, doc_index))
-            for line, key, first in dups:
-                obj_ref = _ref_of_doc_at(found)
-                problems.append(
-                    Problem(
-                        f"duplicate key {key!r} (first at line {first})",
-                        file,
-                        line,
-                        obj_ref,
-                        code="LM001",
-                    )
+    with gc_paused():
+        for doc in documents:
+            origin = Origin(file, doc.document, doc.item)
+            ref = _raw_ref(doc.data) if isinstance(doc.data, dict) else None
+            problems += [
+                Problem(
+                    f"duplicate key {d.key!r} (first at line {d.first_line})",
+                    file,
+                    d.line,
+                    ref,
+                    code="LM001",
                 )
-            for origin, raw in found:
-                bad = _load_object(raw, origin, into)
-                if bad:
-                    lines = lines or _LineFinder(text)
-                    for prob_field, loc, message, obj_ref in bad:
-                        at = lines.line_of(origin, loc)
-                        problems.append(Problem(message, file, at, obj_ref, prob_field))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        at = mark.line + 1 if mark is not None else None
-        what = getattr(exc, "problem", None) or str(exc)
-        problems.append(Problem(f"YAML syntax error: {what}", file, at, code="LM001"))
-    finally:
-        loader.dispose()
+                for d in doc.duplicates
+            ]
+            bad = _load_object(doc.data, origin, into)
+            if bad:
+                lines = lines or _LineFinder(text)
+                for prob_field, loc, message in bad:
+                    at = lines.line_of(origin, loc)
+                    problems.append(Problem(message, file, at, ref, prob_field))
     return sorted(problems, key=lambda p: p.line or 0)
-
-
-def _objects_in(doc: Any, file: str, index: int) -> Iterator[tuple[Origin, Any]]:
-    if doc is None:
-        return
-    # `oc get a,b -o yaml` prints kind: List; typed lists (VirtualMachineList) look the same.
-    if isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List") and "items" in doc:
-        items = doc.get("items") or []
-        if not isinstance(items, list):
-            yield Origin(file, index), {"__bad__": "items of a List must be a list"}
-            return
-        for i, item in enumerate(items):
-            yield Origin(file, index, i), item
-    else:
-        yield Origin(file, index), doc
-
-
-def _ref_of_doc_at(found: list[tuple[Origin, Any]]) -> str | None:
-    if len(found) != 1 or not isinstance(found[0][1], dict):
-        return None
-    return _raw_ref(found[0][1])
 
 
 def _raw_ref(raw: dict[str, Any]) -> str:
@@ -210,38 +152,33 @@ def _raw_ref(raw: dict[str, Any]) -> str:
     return f"{kind}/{ns}/{name}" if ns else f"{kind}/{name}"
 
 
-_Bad = tuple[str | None, tuple[str | int, ...], str, str | None]  # field, loc, message, object
+_Bad = tuple[str | None, tuple[str | int, ...], str]  # field, loc, message
 
 
 def _load_object(raw: Any, origin: Origin, into: LoadResult) -> list[_Bad]:
-    if not isinstance(raw, dict) or "__bad__" in raw:
-        msg = raw["__bad__"] if isinstance(raw, dict) else "an object must be a YAML mapping"
-        return [(None, (), msg, None)]
-    ref = _raw_ref(raw)
+    if not isinstance(raw, dict):
+        return [(None, (), "an object must be a YAML mapping")]
     kind = raw.get("kind")
     missing: list[_Bad] = [
-        (k, (k,), "required field is missing", ref)
-        for k in ("apiVersion", "kind")
-        if not raw.get(k)
+        (k, (k,), "required field is missing") for k in ("apiVersion", "kind") if not raw.get(k)
     ]
     if missing:
         return missing
     if not isinstance(kind, str):
-        return [("kind", ("kind",), f"expected a string, got {kind!r}", ref)]
+        return [("kind", ("kind",), f"expected a string, got {kind!r}")]
+    if kind.endswith("List") and "items" in raw:  # a List whose items are not a list
+        return [("items", ("items",), "expected a list of objects")]
     cls = KINDS.get(kind)
     if cls is None:
         close = difflib.get_close_matches(kind, KINDS, n=1, cutoff=0.8)
         if close:
-            return [("kind", ("kind",), f"unknown kind {kind!r} (did you mean {close[0]}?)", ref)]
-        into.skipped.append(Skipped(kind, ref, origin))
+            return [("kind", ("kind",), f"unknown kind {kind!r} (did you mean {close[0]}?)")]
+        into.skipped.append(Skipped(kind, _raw_ref(raw), origin))
         return []
     try:
         obj = cls.model_validate(raw)
     except ValidationError as exc:
-        return [
-            (format_path(loc), loc, message, ref)
-            for loc, message in describe_validation_error(exc, cls)
-        ]
+        return [(format_path(loc), loc, msg) for loc, msg in describe_validation_error(exc, cls)]
     into.objects.append(Loaded(obj, origin))
     return []
 
@@ -277,7 +214,7 @@ class _LineFinder:
     def line_of(self, origin: Origin, loc: tuple[str | int, ...]) -> int | None:
         if self._docs is None:
             try:
-                self._docs = list(yaml.compose_all(self._text, Loader=_BaseLoader))
+                self._docs = list(yaml.compose_all(self._text, Loader=yaml.SafeLoader))
             except yaml.YAMLError:
                 self._docs = []
         if origin.document >= len(self._docs):

@@ -36,7 +36,9 @@ def _candidate(m: PolicyMatch) -> dict[str, Any]:
     }
 
 
-def explanation(w: Workload, res: Resolution, conf: MigrationConfiguration) -> dict[str, Any]:
+def explanation(
+    w: Workload, res: Resolution, conf: MigrationConfiguration, notes: list[str]
+) -> dict[str, Any]:
     """One JSON/YAML item of `explain -o json`."""
     winner = res.winner
     return {
@@ -54,6 +56,7 @@ def explanation(w: Workload, res: Resolution, conf: MigrationConfiguration) -> d
         "acceptableCompletionSeconds": acceptable_completion_seconds(conf, w.memory_bytes),
         "configuration": conf.as_dict(),
         "sources": dict(conf.sources),
+        "notes": notes,
     }
 
 
@@ -79,7 +82,7 @@ def _show_value(name: str, value: object, memory: int | None) -> str:
 
 
 def render_explanation(
-    w: Workload, res: Resolution, conf: MigrationConfiguration
+    w: Workload, res: Resolution, conf: MigrationConfiguration, notes: list[str]
 ) -> RenderableType:
     """A block for one VMI: who wins and why, the runner-up, the settings with sources."""
     lines: list[RenderableType] = [Text(w.ref, style="bold")]
@@ -109,6 +112,7 @@ def render_explanation(
                 style="yellow",
             )
         )
+    lines += [Text(f"  note:      {note}", style="yellow") for note in notes]
     table = Table(box=None, padding=(0, 2), show_edge=False, pad_edge=False)
     table.add_column("  setting")
     table.add_column("value")

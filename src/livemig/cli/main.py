@@ -18,7 +18,7 @@ from livemig.cli.explain_view import explanation, render_explanation, summary_ta
 from livemig.errors import LoadError
 from livemig.inventory import Inventory
 from livemig.lint import CODES, Finding, Severity, from_problem, lint
-from livemig.policy import Precedence, effective_configuration
+from livemig.policy import Precedence
 
 app = typer.Typer(
     help="livemig: live migration for QEMU/KVM VMs, configured the KubeVirt way.\n\n"
@@ -30,7 +30,7 @@ app = typer.Typer(
 )
 # Piped output is not cut to 80 columns (like kubectl); a terminal gets its own width.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 4000)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 4000)
 
 
 class ExplainFormat(StrEnum):
@@ -50,6 +50,7 @@ FilesOption = Annotated[
     typer.Option(
         "-f",
         "--filename",
+        metavar="PATH",
         help="YAML/JSON file, folder (read recursively) or - for stdin. Repeatable.",
     ),
 ]
@@ -87,10 +88,11 @@ def _dump(data: Any, fmt: str) -> None:
 def explain(
     files: FilesOption,
     names: Annotated[
-        list[str] | None, typer.Argument(help="VMI or VM names to explain (default: all).")
+        list[str] | None,
+        typer.Argument(metavar="NAME", help="VMI or VM names to explain (default: all)."),
     ] = None,
     namespace: Annotated[
-        str | None, typer.Option("-n", "--namespace", help="Only this namespace.")
+        str | None, typer.Option("-n", "--namespace", metavar="NS", help="Only this namespace.")
     ] = None,
     precedence: PrecedenceOption = Precedence.DOCUMENTED,
     output: Annotated[
@@ -119,12 +121,9 @@ def explain(
             err.print(f"error: no VMI or VM named {', '.join(missing)}{where} in the input")
             raise typer.Exit(1)
     cluster = inv.cluster
-    rows = [
-        (w, res, effective_configuration(cluster, res.winner.policy if res.winner else None))
-        for w, res in inv.resolve_all(chosen, precedence)
-    ]
+    rows = [(w, res, inv.configuration(res)) for w, res in inv.resolve_all(chosen, precedence)]
     if output in (ExplainFormat.json, ExplainFormat.yaml):
-        _dump([explanation(w, r, c) for w, r, c in rows], output.value)
+        _dump([explanation(w, r, c, inv.notes(w)) for w, r, c in rows], output.value)
         return
     if not rows:
         err.print("no VMI or VM in the input")
@@ -137,7 +136,7 @@ def explain(
             out.print("\n* the other precedence rule picks a different policy")
         return
     for w, r, c in rows:
-        out.print(render_explanation(w, r, c))
+        out.print(render_explanation(w, r, c, inv.notes(w)))
 
 
 @app.command(name="lint")

@@ -1,0 +1,206 @@
+"""YAML text → plain Python objects, fast enough for a 100,000-VMI cluster dump.
+
+Semantics are PyYAML's safe YAML 1.1 (what Kubernetes' go-yaml v2 reads: ``yes``/``True`` are
+booleans) with three differences: timestamps stay strings (Kubernetes keeps them as strings),
+duplicate keys are recorded instead of silently overwritten, and ``kind: List`` documents are
+expanded into their items.
+
+Speed comes from three things, none of which changes the result:
+- a lean constructor that builds dicts/lists/strings directly from libyaml's nodes;
+- the cyclic garbage collector paused while millions of containers are created (with it on,
+  loading grows super-linearly with the size of a single document);
+- a ``kind: List`` in kubectl's layout (``items:`` at column 0, each item starting with ``- `` at
+  column 0) parsed item by item, so no single huge node tree is built. Anything else, and any
+  error, takes the plain path, which also gives the authoritative error message and line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from livemig.bulk import gc_paused
+
+_Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_NULL = "tag:yaml.org,2002:null"
+
+# Kubernetes keeps timestamps (creationTimestamp, …) as strings; YAML 1.1 would make datetimes.
+_RESOLVERS = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, resolvers in _Base.yaml_implicit_resolvers.items()
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    line: int
+    key: str
+    first_line: int
+
+
+@dataclass(slots=True)
+class Document:
+    """One object: the YAML document it is in, its index in a List (if any), its data."""
+
+    document: int
+    item: int | None
+    data: Any
+    duplicates: list[Duplicate] = field(default_factory=list)
+
+
+class YamlSyntaxError(Exception):
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+class _Loader(_Base):  # type: ignore[misc,valid-type]
+    yaml_implicit_resolvers = _RESOLVERS
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[Duplicate] = []
+
+    def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
+        # The base class does the same lookup through more layers; this is on the hot path.
+        if kind is ScalarNode and implicit[0]:
+            if value == "":
+                return _NULL
+            for tag, rx in _RESOLVERS.get(value[0], ()):
+                if rx.match(value):
+                    return str(tag)
+            return _STR
+        return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
+
+    def construct_document(self, node: Node) -> Any:
+        data = self._build(node)
+        self.constructed_objects: dict[Node, Any] = {}
+        self.recursive_objects: dict[Node, None] = {}
+        self.state_generators: list[Any] = []
+        return data
+
+    def _build(self, node: Node) -> Any:
+        tag = node.tag
+        if tag == _STR and type(node) is ScalarNode:
+            return node.value
+        if tag == _MAP and type(node) is MappingNode:
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._build(key_node)
+                if key == "<<" or not isinstance(key, str | int | float | bool | None):
+                    return self.construct_object(node, deep=True)  # merge keys and oddities
+                if key in out:
+                    self.duplicates.append(_duplicate(node, key_node, key))
+                out[key] = self._build(value_node)
+            return out
+        if tag == _SEQ and type(node) is SequenceNode:
+            return [self._build(child) for child in node.value]
+        return self.construct_object(node, deep=True)
+
+
+def _duplicate(mapping: MappingNode, key_node: Node, key: Any) -> Duplicate:
+    first = next(k for k, _ in mapping.value if k.value == key_node.value)
+    return Duplicate(key_node.start_mark.line + 1, str(key), first.start_mark.line + 1)
+
+
+def parse(text: str) -> list[Document]:
+    """Every object in the text, List items expanded; raises YamlSyntaxError."""
+    with gc_paused():
+        fast = _parse_kubectl_list(text)
+        return fast if fast is not None else _parse_plain(text)
+
+
+def _load_all(text: str) -> Iterator[tuple[Any, list[Duplicate]]]:
+    loader = _Loader(text)
+    try:
+        while loader.check_data():
+            data = loader.get_data()
+            dups, loader.duplicates = loader.duplicates, []
+            yield data, dups
+    finally:
+        loader.dispose()
+
+
+def _is_list(data: Any) -> bool:
+    # `oc get a,b -o yaml` prints kind: List; typed lists (VirtualMachineList) look the same.
+    return isinstance(data, dict) and str(data.get("kind", "")).endswith("List") and "items" in data
+
+
+def _parse_plain(text: str) -> list[Document]:
+    out: list[Document] = []
+    try:
+        for index, (data, dups) in enumerate(_load_all(text)):
+            if data is None:
+                continue
+            if _is_list(data) and isinstance(data["items"], list):
+                first = len(out)
+                out += [Document(index, i, item) for i, item in enumerate(data["items"])]
+                if dups:
+                    if len(out) > first:
+                        out[first].duplicates.extend(dups)
+                    else:
+                        out.append(Document(index, None, {}, dups))
+            else:
+                out.append(Document(index, None, data, dups))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        what = getattr(exc, "problem", None) or str(exc)
+        raise YamlSyntaxError(str(what), mark.line + 1 if mark is not None else None) from exc
+    return out
+
+
+def _parse_kubectl_list(text: str) -> list[Document] | None:
+    """Item-by-item parse of a kubectl-layout List, or None to use the plain path."""
+    lines = text.split("\n")
+    if any(line.startswith(("---", "...")) for line in lines):
+        return None  # several documents: not a single kubectl List
+    try:
+        start = lines.index("items:")
+    except ValueError:
+        return None
+    item_starts: list[int] = []
+    end = len(lines)
+    for j in range(start + 1, len(lines)):
+        line = lines[j]
+        if line.startswith("- ") or line == "-":
+            item_starts.append(j)
+        elif line == "" or line.startswith((" ", "#")):
+            if not item_starts and line.strip() and not line.lstrip().startswith("#"):
+                return None  # indented content before the first item: not kubectl's layout
+        else:
+            end = j
+            break
+    if not item_starts:
+        return None
+    try:
+        head = yaml.load("\n".join(lines[:start] + lines[end:]), Loader=_Loader)
+        if not isinstance(head, dict) or "items" in head or not _is_list({**head, "items": []}):
+            return None
+        # One stream, a document per item; remember where each began in the original text.
+        chunks: list[str] = []
+        stream_starts: list[int] = []
+        line_no = 1
+        bounds = [*item_starts, end]
+        for k in range(len(item_starts)):
+            chunk = lines[bounds[k] : bounds[k + 1]]
+            stream_starts.append(line_no + 1)  # after the "---" line
+            chunks.append("---\n" + "\n".join(chunk))
+            line_no += 1 + len(chunk)
+        out: list[Document] = []
+        for k, (data, dups) in enumerate(_load_all("\n".join(chunks))):
+            if not isinstance(data, list) or len(data) != 1:
+                return None
+            shift = item_starts[k] + 1 - stream_starts[k]
+            moved = [Duplicate(d.line + shift, d.key, d.first_line + shift) for d in dups]
+            out.append(Document(0, k, data[0], moved))
+        return out if len(out) == len(item_starts) else None
+    except yaml.YAMLError:
+        return None  # the plain path reports it with the right line
