@@ -36,22 +36,30 @@ class Precedence(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PolicyMatch:
-    """A policy that applies to a VMI, with the selector keys that matched."""
+    """A policy that applies to a VMI. Every selector entry matched, so the matched keys are
+    exactly the policy's selector keys."""
 
     policy: MigrationPolicy
-    namespace_keys: tuple[str, ...]
-    vmi_keys: tuple[str, ...]
-    # Derived once here: ranking many VMIs reads them over and over.
-    score: int = field(init=False)
-    matched_keys: tuple[str, ...] = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "score", len(self.namespace_keys) + len(self.vmi_keys))
-        object.__setattr__(self, "matched_keys", tuple(sorted(self.namespace_keys + self.vmi_keys)))
 
     @property
     def name(self) -> str:
         return self.policy.metadata.name
+
+    @property
+    def namespace_keys(self) -> tuple[str, ...]:
+        return tuple(self.policy.spec.selectors.namespace_selector)
+
+    @property
+    def vmi_keys(self) -> tuple[str, ...]:
+        return tuple(self.policy.spec.selectors.virtual_machine_instance_selector)
+
+    @property
+    def matched_keys(self) -> tuple[str, ...]:
+        return self.policy.spec.selectors.all_keys
+
+    @property
+    def score(self) -> int:
+        return len(self.policy.spec.selectors.all_keys)
 
 
 def _selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
@@ -68,18 +76,15 @@ def match_policy(
         return None
     if not _selector_matches(sel.virtual_machine_instance_selector, vmi_labels):
         return None
-    return PolicyMatch(
-        policy,
-        tuple(sel.namespace_selector),
-        tuple(sel.virtual_machine_instance_selector),
-    )
+    return PolicyMatch(policy)
 
 
 def ranking_key(match: PolicyMatch, precedence: Precedence) -> tuple[object, ...]:
     """Sort key: the smallest key wins."""
     if precedence is Precedence.DOCUMENTED:
         return (-match.score, match.matched_keys, match.name)
-    return (-match.score, -len(match.vmi_keys), match.name)
+    vmi_matches = len(match.policy.spec.selectors.virtual_machine_instance_selector)
+    return (-match.score, -vmi_matches, match.name)
 
 
 def rank(matches: Sequence[PolicyMatch], precedence: Precedence) -> tuple[PolicyMatch, ...]:

@@ -56,8 +56,10 @@ metadata: {name: apps, labels: {tier: gold}}
 def run(load_text: Load) -> Callable[..., list[Finding]]:
     def go(text: str, precedence: Precedence = Precedence.DOCUMENTED) -> list[Finding]:
         loaded = load_text(text)
-        return lint(Inventory.from_objects(o.obj for o in loaded.objects), loaded.skipped,
-                    precedence)
+        return lint(
+            Inventory.from_objects(o.obj for o in loaded.objects), loaded.skipped, precedence
+        )
+
     return go
 
 
@@ -67,8 +69,11 @@ def codes(findings: list[Finding]) -> list[str]:
 
 def test_a_sound_configuration_has_no_findings(run: Callable[..., list[Finding]]) -> None:
     text = HCO.format(settings="{bandwidthPerMigration: 64Mi, completionTimeoutPerGiB: 800}")
-    text += NS + vmi("a", "{app: x}") + mp("p", "{selectors: {virtualMachineInstanceSelector: "
-                                              "{app: x}}}")
+    text += (
+        NS
+        + vmi("a", "{app: x}")
+        + mp("p", "{selectors: {virtualMachineInstanceSelector: {app: x}}}")
+    )
     assert run(text) == []
 
 
@@ -96,9 +101,14 @@ def test_hopeless_timeout_is_only_a_warning_when_post_copy_rescues_it(
     run: Callable[..., list[Finding]],
 ) -> None:
     text = HCO.format(settings="{bandwidthPerMigration: 1Mi, completionTimeoutPerGiB: 800}")
-    text += NS + vmi("a", "{heavy: 'yes'}") + mp(
-        "heavy", "{allowPostCopy: true, selectors: {virtualMachineInstanceSelector: "
-                 "{heavy: 'yes'}}}")
+    text += (
+        NS
+        + vmi("a", "{heavy: 'yes'}")
+        + mp(
+            "heavy",
+            "{allowPostCopy: true, selectors: {virtualMachineInstanceSelector: {heavy: 'yes'}}}",
+        )
+    )
     f = next(f for f in run(text) if f.code == "LM102")
     assert f.severity is Severity.WARNING and "post-copy" in f.message
     assert f.object == HCO_REF
@@ -122,8 +132,9 @@ def test_fast_enough_bandwidth_does_not_trigger_the_timeout_error(
         ("{allowPostCopy: true}", "LM111", "allowPostCopy"),
     ],
 )
-def test_cluster_setting_advice(run: Callable[..., list[Finding]], settings: str, code: str,
-                                field: str) -> None:
+def test_cluster_setting_advice(
+    run: Callable[..., list[Finding]], settings: str, code: str, field: str
+) -> None:
     found = [f for f in run(HCO.format(settings=settings)) if f.code == code]
     assert len(found) == 1
     assert found[0].field == f"spec.liveMigrationConfig.{field}"
@@ -205,5 +216,4 @@ kind: ConfigMap
 metadata: {name: c}
 """
     found = run(text)
-    assert {f.code: f.severity for f in found} == {"LM116": Severity.INFO,
-                                                   "LM115": Severity.INFO}
+    assert {f.code: f.severity for f in found} == {"LM116": Severity.INFO, "LM115": Severity.INFO}

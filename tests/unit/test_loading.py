@@ -248,8 +248,10 @@ def test_loading_is_all_or_nothing_and_lists_every_error(
 ) -> None:
     good = yaml_file(POLICY, "a-good.yaml")
     bad = yaml_file(
-        POLICY.replace("prod-fast", "one") + "  allowPostcopy: true\n---\n"
-        + POLICY.replace("prod-fast", "two") + "  bandwidthPerMigration: fast\n",
+        POLICY.replace("prod-fast", "one")
+        + "  allowPostcopy: true\n---\n"
+        + POLICY.replace("prod-fast", "two")
+        + "  bandwidthPerMigration: fast\n",
         "b-bad.yaml",
     )
     with pytest.raises(LoadError) as info:
@@ -280,8 +282,10 @@ def test_folders_are_read_recursively_and_other_files_ignored(
     yaml_file: Callable[..., Path], tmp_path: Path
 ) -> None:
     yaml_file(POLICY, "a/b/policy.yml")
-    yaml_file(json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}),
-              "a/ns.json")
+    yaml_file(
+        json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}),
+        "a/ns.json",
+    )
     yaml_file("not: [yaml", "a/notes.txt")
     result = load_paths([str(tmp_path / "a")])
     assert sorted(o.obj.ref for o in result.objects) == ["MigrationPolicy/prod-fast", "Namespace/x"]
@@ -295,10 +299,14 @@ def test_stdin_is_read_for_dash() -> None:
 def test_list_items_are_loaded_and_errors_point_into_them(
     load_text: Load, problems_of: Problems
 ) -> None:
-    listing = "apiVersion: v1\nkind: List\nitems:\n" + "\n".join(
-        "- " + line if i == 0 else "  " + line
-        for i, line in enumerate(POLICY.strip().splitlines())
-    ) + "\n"
+    listing = (
+        "apiVersion: v1\nkind: List\nitems:\n"
+        + "\n".join(
+            "- " + line if i == 0 else "  " + line
+            for i, line in enumerate(POLICY.strip().splitlines())
+        )
+        + "\n"
+    )
     assert [o.obj.ref for o in load_text(listing).objects] == ["MigrationPolicy/prod-fast"]
     p = only(problems_of(listing + "    allowPostcopy: true\n"))
     assert p.field == "spec.allowPostcopy" and p.line == 12
@@ -330,10 +338,16 @@ def test_server_set_fields_and_status_survive_and_timestamps_stay_strings() -> N
 
 
 def test_examples_load_and_quantities_keep_their_spelling() -> None:
-    result = load_paths([str(REPO / "examples/document/9.2.4-migration-policy.yaml"),
-                         str(REPO / "examples/document/9.2.4-labelled-vm.yaml")])
+    result = load_paths(
+        [
+            str(REPO / "examples/document/9.2.4-migration-policy.yaml"),
+            str(REPO / "examples/document/9.2.4-labelled-vm.yaml"),
+        ]
+    )
     policy = result.of_kind(MigrationPolicy)[0]
     assert policy.spec.selectors.namespace_selector == {
-        "hpc-workloads": "True", "xyz-workloads-type": ""}
+        "hpc-workloads": "True",
+        "xyz-workloads-type": "",
+    }
     vm = result.of_kind(VirtualMachine)[0]
     assert to_dict(vm)["spec"]["template"]["spec"]["domain"]["memory"]["guest"] == "6Gi"

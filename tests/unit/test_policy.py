@@ -21,29 +21,38 @@ from livemig.policy import (
 D, K = Precedence.DOCUMENTED, Precedence.KUBEVIRT
 
 
-def policy(name: str, ns: dict[str, str] | None = None, vmi: dict[str, str] | None = None,
-           **settings: Any) -> MigrationPolicy:
+def policy(
+    name: str, ns: dict[str, str] | None = None, vmi: dict[str, str] | None = None, **settings: Any
+) -> MigrationPolicy:
     selectors: dict[str, Any] = {}
     if ns is not None:
         selectors["namespaceSelector"] = ns
     if vmi is not None:
         selectors["virtualMachineInstanceSelector"] = vmi
-    return MigrationPolicy.model_validate({
-        "apiVersion": "migrations.kubevirt.io/v1alpha1", "kind": "MigrationPolicy",
-        "metadata": {"name": name}, "spec": {"selectors": selectors, **settings},
-    })
+    return MigrationPolicy.model_validate(
+        {
+            "apiVersion": "migrations.kubevirt.io/v1alpha1",
+            "kind": "MigrationPolicy",
+            "metadata": {"name": name},
+            "spec": {"selectors": selectors, **settings},
+        }
+    )
 
 
 def hco(**settings: Any) -> ClusterConfig:
-    obj = HyperConverged.model_validate({
-        "apiVersion": "hco.kubevirt.io/v1beta1", "kind": "HyperConverged",
-        "metadata": {"name": "kubevirt-hyperconverged", "namespace": "openshift-cnv"},
-        "spec": {"liveMigrationConfig": settings},
-    })
+    obj = HyperConverged.model_validate(
+        {
+            "apiVersion": "hco.kubevirt.io/v1beta1",
+            "kind": "HyperConverged",
+            "metadata": {"name": "kubevirt-hyperconverged", "namespace": "openshift-cnv"},
+            "spec": {"liveMigrationConfig": settings},
+        }
+    )
     return cluster_config([obj], [])
 
 
 # --- matching --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("ns_sel", "vmi_sel", "ns_labels", "vmi_labels", "score"),
@@ -58,16 +67,29 @@ def hco(**settings: Any) -> ClusterConfig:
         ({"t": ""}, {}, {"t": ""}, {}, 1),  # "" matches a present, empty label
         ({"t": ""}, {}, {}, {}, None),  # ... but not a missing one
         ({"t": ""}, {}, {"t": "x"}, {}, None),
-        ({"hpc": "True", "t": ""}, {"kubevirt.io/environment": "production"},
-         {"hpc": "True", "t": ""}, {"kubevirt.io/environment": "production"}, 3),
-        ({"hpc": "True", "t": ""}, {"kubevirt.io/environment": "production"},
-         {"hpc": "True"}, {"kubevirt.io/environment": "production"}, None),  # all must match
+        (
+            {"hpc": "True", "t": ""},
+            {"kubevirt.io/environment": "production"},
+            {"hpc": "True", "t": ""},
+            {"kubevirt.io/environment": "production"},
+            3,
+        ),
+        (
+            {"hpc": "True", "t": ""},
+            {"kubevirt.io/environment": "production"},
+            {"hpc": "True"},
+            {"kubevirt.io/environment": "production"},
+            None,
+        ),  # all must match
         ({"hpc": "True"}, {}, {"hpc": "true"}, {}, None),  # values are case-sensitive strings
     ],
 )
 def test_a_policy_applies_only_when_every_selector_entry_matches(
-    ns_sel: dict[str, str] | None, vmi_sel: dict[str, str] | None,
-    ns_labels: dict[str, str], vmi_labels: dict[str, str], score: int | None,
+    ns_sel: dict[str, str] | None,
+    vmi_sel: dict[str, str] | None,
+    ns_labels: dict[str, str],
+    vmi_labels: dict[str, str],
+    score: int | None,
 ) -> None:
     m = match_policy(policy("p", ns_sel, vmi_sel), ns_labels, vmi_labels)
     assert (m.score if m else None) == score
@@ -80,38 +102,69 @@ VMI = {"workload": "db", "size": "large", "app": "pg"}
 
 CASES = [
     # (description, policies, documented winner, kubevirt winner)
-    ("higher score wins under both rules",
-     [policy("z-two", NS | {}, {"workload": "db"}), policy("a-one", {"tier": "critical"})],
-     "z-two", "z-two"),
-    ("tie: documented compares sorted matched keys, KubeVirt counts VMI-label matches",
-     [policy("by-ns", {"tier": "critical"}), policy("by-vmi", vmi={"workload": "db"})],
-     "by-ns", "by-vmi"),
-    ("tie with equal VMI counts: keys decide documented, name decides KubeVirt",
-     [policy("b", vmi={"app": "pg"}), policy("a", vmi={"workload": "db"})],
-     "b", "a"),
-    ("identical keys: lowest name wins under both",
-     [policy("beta", vmi={"app": "pg"}), policy("alpha", vmi={"app": "pg"})],
-     "alpha", "alpha"),
-    ("namespace and VMI keys are sorted together",
-     [policy("p1", {"zone": "a"}, {"app": "pg"}), policy("p2", {"hpc": "True"}, {"size": "large"})],
-     "p1", "p1"),
-    ("first differing key decides, not the last",
-     [policy("p1", {"tier": "critical"}, {"app": "pg"}), policy("p2", {"hpc": "True"},
-                                                                 {"workload": "db"})],
-     "p1", "p1"),
-    ("empty selectors lose to any matching selector",
-     [policy("catch-all"), policy("z", vmi={"size": "large"})],
-     "z", "z"),
-    ("a non-matching policy never wins",
-     [policy("a", vmi={"size": "small"}), policy("b", vmi={"size": "large"})],
-     "b", "b"),
+    (
+        "higher score wins under both rules",
+        [policy("z-two", NS | {}, {"workload": "db"}), policy("a-one", {"tier": "critical"})],
+        "z-two",
+        "z-two",
+    ),
+    (
+        "tie: documented compares sorted matched keys, KubeVirt counts VMI-label matches",
+        [policy("by-ns", {"tier": "critical"}), policy("by-vmi", vmi={"workload": "db"})],
+        "by-ns",
+        "by-vmi",
+    ),
+    (
+        "tie with equal VMI counts: keys decide documented, name decides KubeVirt",
+        [policy("b", vmi={"app": "pg"}), policy("a", vmi={"workload": "db"})],
+        "b",
+        "a",
+    ),
+    (
+        "identical keys: lowest name wins under both",
+        [policy("beta", vmi={"app": "pg"}), policy("alpha", vmi={"app": "pg"})],
+        "alpha",
+        "alpha",
+    ),
+    (
+        "namespace and VMI keys are sorted together",
+        [
+            policy("p1", {"zone": "a"}, {"app": "pg"}),
+            policy("p2", {"hpc": "True"}, {"size": "large"}),
+        ],
+        "p1",
+        "p1",
+    ),
+    (
+        "first differing key decides, not the last",
+        [
+            policy("p1", {"tier": "critical"}, {"app": "pg"}),
+            policy("p2", {"hpc": "True"}, {"workload": "db"}),
+        ],
+        "p1",
+        "p1",
+    ),
+    (
+        "empty selectors lose to any matching selector",
+        [policy("catch-all"), policy("z", vmi={"size": "large"})],
+        "z",
+        "z",
+    ),
+    (
+        "a non-matching policy never wins",
+        [policy("a", vmi={"size": "small"}), policy("b", vmi={"size": "large"})],
+        "b",
+        "b",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("desc", "policies", "documented", "kubevirt"), CASES,
-                         ids=[c[0] for c in CASES])
-def test_precedence_rules(desc: str, policies: list[MigrationPolicy], documented: str,
-                          kubevirt: str) -> None:
+@pytest.mark.parametrize(
+    ("desc", "policies", "documented", "kubevirt"), CASES, ids=[c[0] for c in CASES]
+)
+def test_precedence_rules(
+    desc: str, policies: list[MigrationPolicy], documented: str, kubevirt: str
+) -> None:
     d = resolve(policies, NS, VMI, D)
     k = resolve(policies, NS, VMI, K)
     assert d.winner is not None and d.winner.name == documented
@@ -133,8 +186,9 @@ def test_the_reason_names_the_deciding_step() -> None:
 
 
 def test_runner_up_is_the_second_best() -> None:
-    res = resolve([policy("a"), policy("b", vmi={"app": "pg"}), policy("c", {"zone": "a"})],
-                  NS, VMI, D)
+    res = resolve(
+        [policy("a"), policy("b", vmi={"app": "pg"}), policy("c", {"zone": "a"})], NS, VMI, D
+    )
     assert [m.name for m in res.ranked] == ["b", "c", "a"]
     assert res.runner_up is not None and res.runner_up.name == "c"
 
@@ -142,8 +196,13 @@ def test_runner_up_is_the_second_best() -> None:
 def test_index_gives_the_same_answer_as_resolving_directly() -> None:
     policies = [p for _, ps, _, _ in CASES for p in ps]
     policies = list({p.name: p for p in policies}.values())
-    label_sets = [VMI, {"app": "pg"}, {}, {"size": "large", "extra": "ignored"},
-                  {"size": "large", "extra": "other"}]
+    label_sets = [
+        VMI,
+        {"app": "pg"},
+        {},
+        {"size": "large", "extra": "ignored"},
+        {"size": "large", "extra": "other"},
+    ]
     for precedence in (D, K):
         index = PolicyIndex(policies, precedence)
         for ns_labels in (NS, {}, {"tier": "critical"}):
@@ -155,13 +214,19 @@ def test_index_gives_the_same_answer_as_resolving_directly() -> None:
 
 # --- effective configuration -----------------------------------------------------------------
 
+
 def test_defaults_apply_when_nothing_is_configured_and_are_marked() -> None:
     conf = effective_configuration(ClusterConfig())
     assert conf.as_dict() == {
-        "bandwidthPerMigration": 0, "completionTimeoutPerGiB": 150,
-        "parallelMigrationsPerCluster": 5, "parallelOutboundMigrationsPerNode": 2,
-        "progressTimeout": 150, "allowPostCopy": False, "allowAutoConverge": False,
-        "allowWorkloadDisruption": False, "network": None,
+        "bandwidthPerMigration": 0,
+        "completionTimeoutPerGiB": 150,
+        "parallelMigrationsPerCluster": 5,
+        "parallelOutboundMigrationsPerNode": 2,
+        "progressTimeout": 150,
+        "allowPostCopy": False,
+        "allowAutoConverge": False,
+        "allowWorkloadDisruption": False,
+        "network": None,
     }
     assert all(conf.is_default(k) for k in conf.as_dict())
 
@@ -193,21 +258,40 @@ def test_policy_cannot_change_cluster_only_settings() -> None:
     ("cluster", "policy_settings", "awd", "source"),
     [
         ({}, None, False, DEFAULT),
-        ({"allowPostCopy": True}, None, True,
-         "HyperConverged/openshift-cnv/kubevirt-hyperconverged (follows allowPostCopy)"),
-        ({"allowPostCopy": True, "allowWorkloadDisruption": False}, None, False,
-         "HyperConverged/openshift-cnv/kubevirt-hyperconverged"),
-        ({"allowWorkloadDisruption": True}, None, True,
-         "HyperConverged/openshift-cnv/kubevirt-hyperconverged"),
+        (
+            {"allowPostCopy": True},
+            None,
+            True,
+            "HyperConverged/openshift-cnv/kubevirt-hyperconverged (follows allowPostCopy)",
+        ),
+        (
+            {"allowPostCopy": True, "allowWorkloadDisruption": False},
+            None,
+            False,
+            "HyperConverged/openshift-cnv/kubevirt-hyperconverged",
+        ),
+        (
+            {"allowWorkloadDisruption": True},
+            None,
+            True,
+            "HyperConverged/openshift-cnv/kubevirt-hyperconverged",
+        ),
         # a policy's allowPostCopy carries allowWorkloadDisruption with it, over the cluster's
-        ({"allowWorkloadDisruption": True}, {"allowPostCopy": False}, False,
-         "MigrationPolicy/p (follows allowPostCopy)"),
+        (
+            {"allowWorkloadDisruption": True},
+            {"allowPostCopy": False},
+            False,
+            "MigrationPolicy/p (follows allowPostCopy)",
+        ),
         ({}, {"allowPostCopy": True}, True, "MigrationPolicy/p (follows allowPostCopy)"),
-        ({}, {"allowPostCopy": True, "allowWorkloadDisruption": False}, False,
-         "MigrationPolicy/p"),
+        ({}, {"allowPostCopy": True, "allowWorkloadDisruption": False}, False, "MigrationPolicy/p"),
         # a policy that says nothing about post-copy leaves the cluster's rule in place
-        ({"allowPostCopy": True}, {"bandwidthPerMigration": "1Gi"}, True,
-         "HyperConverged/openshift-cnv/kubevirt-hyperconverged (follows allowPostCopy)"),
+        (
+            {"allowPostCopy": True},
+            {"bandwidthPerMigration": "1Gi"},
+            True,
+            "HyperConverged/openshift-cnv/kubevirt-hyperconverged (follows allowPostCopy)",
+        ),
     ],
 )
 def test_allow_workload_disruption_follows_allow_post_copy_when_unset(
@@ -220,17 +304,24 @@ def test_allow_workload_disruption_follows_allow_post_copy_when_unset(
 
 
 def test_hyperconverged_wins_over_kubevirt_and_kubevirt_is_used_alone() -> None:
-    kv = KubeVirt.model_validate({
-        "apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
-        "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
-        "spec": {"configuration": {"migrations": {"progressTimeout": 42, "disableTLS": False}}},
-    })
+    kv = KubeVirt.model_validate(
+        {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "KubeVirt",
+            "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+            "spec": {"configuration": {"migrations": {"progressTimeout": 42, "disableTLS": False}}},
+        }
+    )
     only_kv = effective_configuration(cluster_config([], [kv]))
     assert only_kv.progress_timeout == 42
     assert only_kv.sources["progressTimeout"] == "KubeVirt/kubevirt/kubevirt"
-    hco_obj = HyperConverged.model_validate({
-        "apiVersion": "hco.kubevirt.io/v1beta1", "kind": "HyperConverged",
-        "metadata": {"name": "h", "namespace": "openshift-cnv"}, "spec": {},
-    })
+    hco_obj = HyperConverged.model_validate(
+        {
+            "apiVersion": "hco.kubevirt.io/v1beta1",
+            "kind": "HyperConverged",
+            "metadata": {"name": "h", "namespace": "openshift-cnv"},
+            "spec": {},
+        }
+    )
     both = effective_configuration(cluster_config([hco_obj], [kv]))
     assert both.progress_timeout == 150 and both.is_default("progressTimeout")

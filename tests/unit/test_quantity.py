@@ -42,8 +42,15 @@ def test_quantity_grammar_parses_exactly(text: str | int | float, value: Fractio
 
 @pytest.mark.parametrize(
     ("text", "suggestion"),
-    [("64Mb", "64Mi"), ("64MB", "64Mi"), ("64MiB", "64Mi"), ("1GB", "1Gi"), ("64 Mi", "64Mi"),
-     ("2kb", "2Ki"), ("100 bytes", "100")],
+    [
+        ("64Mb", "64Mi"),
+        ("64MB", "64Mi"),
+        ("64MiB", "64Mi"),
+        ("1GB", "1Gi"),
+        ("64 Mi", "64Mi"),
+        ("2kb", "2Ki"),
+        ("100 bytes", "100"),
+    ],
 )
 def test_common_unit_typos_suggest_the_kubernetes_spelling(text: str, suggestion: str) -> None:
     with pytest.raises(QuantityError, match=f"did you mean {suggestion}\\?"):

@@ -111,32 +111,31 @@ def load_paths(paths: Sequence[str], stdin: IO[str] | None = None) -> LoadResult
 
 def load_text(text: str, file: str, into: LoadResult) -> list[Problem]:
     """Parse one file's text into ``into``; return its problems (the caller decides to fail)."""
-    try:
-        documents = parse(text)
-    except YamlSyntaxError as exc:
-        return [Problem(f"YAML syntax error: {exc.message}", file, exc.line, code="LM001")]
     problems: list[Problem] = []
     lines: _LineFinder | None = None
-    with gc_paused():
-        for doc in documents:
-            origin = Origin(file, doc.document, doc.item)
-            ref = _raw_ref(doc.data) if isinstance(doc.data, dict) else None
-            problems += [
-                Problem(
-                    f"duplicate key {d.key!r} (first at line {d.first_line})",
-                    file,
-                    d.line,
-                    ref,
-                    code="LM001",
-                )
-                for d in doc.duplicates
-            ]
-            bad = _load_object(doc.data, origin, into)
-            if bad:
-                lines = lines or _LineFinder(text)
-                for prob_field, loc, message in bad:
-                    at = lines.line_of(origin, loc)
-                    problems.append(Problem(message, file, at, ref, prob_field))
+    try:
+        with gc_paused():
+            for doc in parse(text):
+                origin = Origin(file, doc.document, doc.item)
+                ref = _raw_ref(doc.data) if isinstance(doc.data, dict) else None
+                problems += [
+                    Problem(
+                        f"duplicate key {d.key!r} (first at line {d.first_line})",
+                        file,
+                        d.line,
+                        ref,
+                        code="LM001",
+                    )
+                    for d in doc.duplicates
+                ]
+                bad = _load_object(doc.data, origin, into)
+                if bad:
+                    lines = lines or _LineFinder(text)
+                    for prob_field, loc, message in bad:
+                        at = lines.line_of(origin, loc)
+                        problems.append(Problem(message, file, at, ref, prob_field))
+    except YamlSyntaxError as exc:
+        problems.append(Problem(f"YAML syntax error: {exc.message}", file, exc.line, code="LM001"))
     return sorted(problems, key=lambda p: p.line or 0)
 
 

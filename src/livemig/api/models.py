@@ -12,6 +12,7 @@ Two kinds of model:
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -119,6 +120,11 @@ class PolicySelectors(Owned):
     virtual_machine_instance_selector: Labels = Field(
         default_factory=dict, alias="virtualMachineInstanceSelector"
     )
+
+    @cached_property
+    def all_keys(self) -> tuple[str, ...]:
+        """Namespace and VMI selector keys together, sorted (what the documented rule compares)."""
+        return tuple(sorted([*self.namespace_selector, *self.virtual_machine_instance_selector]))
 
 
 class MigrationPolicySpec(Owned):

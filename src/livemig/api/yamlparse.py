@@ -111,11 +111,22 @@ def _duplicate(mapping: MappingNode, key_node: Node, key: Any) -> Duplicate:
     return Duplicate(key_node.start_mark.line + 1, str(key), first.start_mark.line + 1)
 
 
-def parse(text: str) -> list[Document]:
-    """Every object in the text, List items expanded; raises YamlSyntaxError."""
+def parse(text: str) -> Iterator[Document]:
+    """Every object in the text, List items expanded; raises YamlSyntaxError.
+
+    Objects come one at a time so a caller that validates and drops the raw data never holds
+    the whole dump twice.
+    """
     with gc_paused():
-        fast = _parse_kubectl_list(text)
-        return fast if fast is not None else _parse_plain(text)
+        fast = _kubectl_list_items(text)
+        if fast is None:
+            yield from _parse_plain(text)
+            return
+        try:
+            yield from fast
+        except yaml.YAMLError as exc:
+            _parse_plain(text)  # raises the authoritative YamlSyntaxError with its line
+            raise YamlSyntaxError(str(exc), None) from exc
 
 
 def _load_all(text: str) -> Iterator[tuple[Any, list[Duplicate]]]:
@@ -158,6 +169,15 @@ def _parse_plain(text: str) -> list[Document]:
 
 
 def _parse_kubectl_list(text: str) -> list[Document] | None:
+    """All items of a kubectl-layout List at once, or None (kept for tests)."""
+    items = _kubectl_list_items(text)
+    try:
+        return list(items) if items is not None else None
+    except yaml.YAMLError:
+        return None
+
+
+def _kubectl_list_items(text: str) -> Iterator[Document] | None:
     """Item-by-item parse of a kubectl-layout List, or None to use the plain path."""
     lines = text.split("\n")
     if any(line.startswith(("---", "...")) for line in lines):
@@ -182,25 +202,29 @@ def _parse_kubectl_list(text: str) -> list[Document] | None:
         return None
     try:
         head = yaml.load("\n".join(lines[:start] + lines[end:]), Loader=_Loader)
-        if not isinstance(head, dict) or "items" in head or not _is_list({**head, "items": []}):
-            return None
-        # One stream, a document per item; remember where each began in the original text.
-        chunks: list[str] = []
-        stream_starts: list[int] = []
-        line_no = 1
-        bounds = [*item_starts, end]
-        for k in range(len(item_starts)):
-            chunk = lines[bounds[k] : bounds[k + 1]]
-            stream_starts.append(line_no + 1)  # after the "---" line
-            chunks.append("---\n" + "\n".join(chunk))
-            line_no += 1 + len(chunk)
-        out: list[Document] = []
-        for k, (data, dups) in enumerate(_load_all("\n".join(chunks))):
-            if not isinstance(data, list) or len(data) != 1:
-                return None
-            shift = item_starts[k] + 1 - stream_starts[k]
-            moved = [Duplicate(d.line + shift, d.key, d.first_line + shift) for d in dups]
-            out.append(Document(0, k, data[0], moved))
-        return out if len(out) == len(item_starts) else None
     except yaml.YAMLError:
         return None  # the plain path reports it with the right line
+    if not isinstance(head, dict) or "items" in head or not _is_list({**head, "items": []}):
+        return None
+    return _items(lines, item_starts, end)
+
+
+def _items(lines: list[str], item_starts: list[int], end: int) -> Iterator[Document]:
+    # One stream, a document per item; each item's lines keep their distance from its start.
+    bounds = [*item_starts, end]
+    stream_starts: list[int] = []
+    chunks: list[str] = []
+    line_no = 1
+    for k in range(len(item_starts)):
+        chunk = lines[bounds[k] : bounds[k + 1]]
+        stream_starts.append(line_no + 1)  # after the "---" line
+        chunks.append("---\n" + "\n".join(chunk))
+        line_no += 1 + len(chunk)
+    stream = "\n".join(chunks)
+    del chunks
+    for k, (data, dups) in enumerate(_load_all(stream)):
+        if not isinstance(data, list) or len(data) != 1:
+            raise yaml.YAMLError(f"List item {k} is not a single object")
+        shift = item_starts[k] + 1 - stream_starts[k]
+        moved = [Duplicate(d.line + shift, d.key, d.first_line + shift) for d in dups]
+        yield Document(0, k, data[0], moved)

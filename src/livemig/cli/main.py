@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -31,6 +31,18 @@ app = typer.Typer(
 # Piped output is not cut to 80 columns (like kubectl); a terminal gets its own width.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 4000)
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 4000)
+
+
+def show(renderable: RenderableType | str) -> None:
+    """Print for a person; piped output loses rich's trailing padding so it diffs cleanly."""
+    if isinstance(renderable, str):
+        renderable = Text(renderable)  # our strings hold [brackets] that are not markup
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    with out.capture() as captured:
+        out.print(renderable)
+    sys.stdout.write("\n".join(line.rstrip() for line in captured.get().split("\n")))
 
 
 class ExplainFormat(StrEnum):
@@ -129,14 +141,14 @@ def explain(
         err.print("no VMI or VM in the input")
         return
     src = cluster.source or "no HyperConverged or KubeVirt object: KubeVirt defaults"
-    out.print(f"cluster settings: {src}; precedence: {precedence.describe()}\n")
+    show(f"cluster settings: {src}; precedence: {precedence.describe()}\n")
     if output is ExplainFormat.summary:
-        out.print(summary_table(rows))
+        show(summary_table(rows))
         if any(r.rules_disagree for _, r, _ in rows):
-            out.print("\n* the other precedence rule picks a different policy")
+            show("\n* the other precedence rule picks a different policy")
         return
     for w, r, c in rows:
-        out.print(render_explanation(w, r, c, inv.notes(w)))
+        show(render_explanation(w, r, c, inv.notes(w)))
 
 
 @app.command(name="lint")
@@ -169,7 +181,7 @@ def _print_findings(findings: list[Finding], output: LintFormat) -> None:
         _dump([f.as_dict() for f in findings], "json")
         return
     if not findings:
-        out.print("no findings")
+        show("no findings")
         return
     table = Table(show_edge=False, pad_edge=False, box=None, padding=(0, 1), expand=False)
     for col in ("SEVERITY", "CODE", "OBJECT", "FIELD", "MESSAGE"):
@@ -179,14 +191,14 @@ def _print_findings(findings: list[Finding], output: LintFormat) -> None:
         where = f.object or (f"{f.file}:{f.line}" if f.line else f.file) or ""
         cells = (f.severity.value, f.code, where, f.field or "", f.message)
         table.add_row(*(Text(c) for c in cells), style=style[f.severity])
-    out.print(table)
+    show(table)
     counts = {s: sum(1 for f in findings if f.severity is s) for s in Severity}
     plural = {Severity.ERROR: "errors", Severity.WARNING: "warnings", Severity.INFO: "info"}
-    out.print(", ".join(f"{n} {s.value if n == 1 else plural[s]}" for s, n in counts.items()))
+    show(", ".join(f"{n} {s.value if n == 1 else plural[s]}" for s, n in counts.items()))
 
 
 @app.command(name="lint-codes")
 def lint_codes() -> None:
     """List every lint code with its severity and meaning."""
     for code, (severity, title) in CODES.items():
-        out.print(f"{code}  {severity.value:<7}  {title}")
+        show(f"{code}  {severity.value:<7}  {title}")
