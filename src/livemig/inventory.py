@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from livemig.api.models import (
     HyperConverged,
@@ -67,31 +68,27 @@ class Inventory:
 
     @classmethod
     def _from_objects(cls, objs: list[Resource]) -> Inventory:
-        vmis = [o for o in objs if isinstance(o, VirtualMachineInstance)]
-        have_vmi = {(v.namespace, v.name) for v in vmis}
+        by_kind: dict[str, list[Any]] = {}
+        for o in objs:
+            by_kind.setdefault(o.KIND, []).append(o)
+        vmis: list[VirtualMachineInstance] = by_kind.get("VirtualMachineInstance", [])
         workloads = [
             Workload(v.namespace or "default", v.name, v.metadata.labels, v.spec, v) for v in vmis
         ]
+        have_vmi = {(w.namespace, w.name) for w in workloads}
         # A VM's template labels become its VMI's labels (SPEC §3).
+        vms: list[VirtualMachine] = by_kind.get("VirtualMachine", [])
         workloads += [
-            Workload(
-                vm.namespace or "default",
-                vm.name,
-                vm.spec.template.metadata.labels,
-                vm.spec.template.spec,
-                vm,
-            )
-            for vm in objs
-            if isinstance(vm, VirtualMachine) and (vm.namespace, vm.name) not in have_vmi
+            Workload(ns, vm.name, vm.spec.template.metadata.labels, vm.spec.template.spec, vm)
+            for vm in vms
+            if (ns := vm.namespace or "default", vm.name) not in have_vmi
         ]
         workloads.sort(key=lambda w: (w.namespace, w.name))
         return cls(
-            hyperconverged=tuple(o for o in objs if isinstance(o, HyperConverged)),
-            kubevirt=tuple(o for o in objs if isinstance(o, KubeVirt)),
-            policies=tuple(
-                sorted((o for o in objs if isinstance(o, MigrationPolicy)), key=lambda p: p.name)
-            ),
-            namespaces={o.name: o for o in objs if isinstance(o, Namespace)},
+            hyperconverged=tuple(by_kind.get("HyperConverged", ())),
+            kubevirt=tuple(by_kind.get("KubeVirt", ())),
+            policies=tuple(sorted(by_kind.get("MigrationPolicy", ()), key=lambda p: p.name)),
+            namespaces={o.name: o for o in by_kind.get("Namespace", ())},
             workloads=tuple(workloads),
         )
 

@@ -174,20 +174,25 @@ class PolicyIndex:
         self.policies = tuple(policies)
         self.precedence = precedence
         self._by_namespace: dict[str, _CandidateSet] = {}
-        self._sets: dict[tuple[str, ...], _CandidateSet] = {}
+        # Namespaces agreeing on every label key some namespaceSelector uses share candidates.
+        self._namespace_keys = tuple(
+            sorted({k for p in policies for k in p.spec.selectors.namespace_selector})
+        )
+        self._sets: dict[tuple[str | None, ...], _CandidateSet] = {}
 
     def _candidates(self, namespace: str, namespace_labels: Mapping[str, str]) -> _CandidateSet:
         found = self._by_namespace.get(namespace)
         if found is None:
-            matching = [
-                p
-                for p in self.policies
-                if _selector_matches(p.spec.selectors.namespace_selector, namespace_labels)
-            ]
-            names = tuple(p.name for p in matching)
-            found = self._sets.get(names)
+            key = tuple(namespace_labels.get(k) for k in self._namespace_keys)
+            found = self._sets.get(key)
             if found is None:
-                found = self._sets[names] = _CandidateSet(matching)
+                found = self._sets[key] = _CandidateSet(
+                    [
+                        p
+                        for p in self.policies
+                        if _selector_matches(p.spec.selectors.namespace_selector, namespace_labels)
+                    ]
+                )
             self._by_namespace[namespace] = found
         return found
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from livemig.api.models import HyperConverged, KubeVirt, MigrationPolicy
 from livemig.policy import (
@@ -325,3 +327,31 @@ def test_hyperconverged_wins_over_kubevirt_and_kubevirt_is_used_alone() -> None:
     )
     both = effective_configuration(cluster_config([hco_obj], [kv]))
     assert both.progress_timeout == 150 and both.is_default("progressTimeout")
+
+
+label_maps = st.dictionaries(
+    st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(["", "1", "2"]), max_size=3
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    selectors=st.lists(st.tuples(label_maps, label_maps), min_size=0, max_size=8),
+    namespaces=st.lists(label_maps, min_size=1, max_size=4),
+    vmis=st.lists(st.tuples(st.integers(0, 3), label_maps), min_size=1, max_size=12),
+    precedence=st.sampled_from(list(Precedence)),
+)
+def test_index_never_disagrees_with_the_rule(
+    selectors: list[tuple[dict[str, str], dict[str, str]]],
+    namespaces: list[dict[str, str]],
+    vmis: list[tuple[int, dict[str, str]]],
+    precedence: Precedence,
+) -> None:
+    policies = [policy(f"p{i}", ns, vmi) for i, (ns, vmi) in enumerate(selectors)]
+    index = PolicyIndex(policies, precedence)
+    for ns_index, labels in vmis:
+        ns_labels = namespaces[ns_index % len(namespaces)]
+        got = index.resolve(f"ns{ns_index % len(namespaces)}", ns_labels, labels)
+        want = resolve(policies, ns_labels, labels, precedence)
+        assert [m.name for m in got.ranked] == [m.name for m in want.ranked]
+        assert got.other_rule_winner == want.other_rule_winner

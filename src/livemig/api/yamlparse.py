@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any
 
 import yaml
@@ -90,11 +91,16 @@ class _Loader(_Base):  # type: ignore[misc,valid-type]
     def _build(self, node: Node) -> Any:
         tag = node.tag
         if tag == _STR and type(node) is ScalarNode:
-            return node.value
+            value: str = node.value
+            # Dumps repeat the same short values ("virtio", "LiveMigrate", …) endlessly.
+            return intern(value) if len(value) <= 64 else value
         if tag == _MAP and type(node) is MappingNode:
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 key = self._build(key_node)
+                if type(key) is str:
+                    # 100,000 objects repeat the same few hundred keys: share one copy of each.
+                    key = intern(key)
                 if key == "<<" or not isinstance(key, str | int | float | bool | None):
                     return self.construct_object(node, deep=True)  # merge keys and oddities
                 if key in out:
@@ -221,7 +227,7 @@ def _items(lines: list[str], item_starts: list[int], end: int) -> Iterator[Docum
         chunks.append("---\n" + "\n".join(chunk))
         line_no += 1 + len(chunk)
     stream = "\n".join(chunks)
-    del chunks
+    del chunks, lines  # only the stream is needed from here on
     for k, (data, dups) in enumerate(_load_all(stream)):
         if not isinstance(data, list) or len(data) != 1:
             raise yaml.YAMLError(f"List item {k} is not a single object")
