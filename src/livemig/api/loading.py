@@ -26,6 +26,7 @@ from livemig.errors import LoadError, Problem
 R = TypeVar("R", bound=Resource)
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 STDIN = "-"
+_Composer: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,7 @@ def load_text(text: str, file: str, into: LoadResult) -> list[Problem]:
         with gc_paused():
             for doc in parse(text):
                 origin = Origin(file, doc.document, doc.item)
-                ref = _raw_ref(doc.data) if isinstance(doc.data, dict) else None
+                ref = _raw_ref(doc.data)
                 problems += [
                     Problem(
                         f"duplicate key {d.key!r} (first at line {d.first_line})",
@@ -139,7 +140,9 @@ def load_text(text: str, file: str, into: LoadResult) -> list[Problem]:
     return sorted(problems, key=lambda p: p.line or 0)
 
 
-def _raw_ref(raw: dict[str, Any]) -> str:
+def _raw_ref(raw: Any) -> str | None:
+    if not isinstance(raw, dict):
+        return None
     kind = raw.get("kind") or "<no kind>"
     meta = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
     assert isinstance(meta, dict)
@@ -172,7 +175,7 @@ def _load_object(raw: Any, origin: Origin, into: LoadResult) -> list[_Bad]:
         close = difflib.get_close_matches(kind, KINDS, n=1, cutoff=0.8)
         if close:
             return [("kind", ("kind",), f"unknown kind {kind!r} (did you mean {close[0]}?)")]
-        into.skipped.append(Skipped(kind, _raw_ref(raw), origin))
+        into.skipped.append(Skipped(kind, _raw_ref(raw) or kind, origin))
         return []
     try:
         obj = cls.model_validate(raw)
@@ -213,7 +216,8 @@ class _LineFinder:
     def line_of(self, origin: Origin, loc: tuple[str | int, ...]) -> int | None:
         if self._docs is None:
             try:
-                self._docs = list(yaml.compose_all(self._text, Loader=yaml.SafeLoader))
+                with gc_paused():
+                    self._docs = list(yaml.compose_all(self._text, Loader=_Composer))
             except yaml.YAMLError:
                 self._docs = []
         if origin.document >= len(self._docs):
