@@ -6,7 +6,10 @@
      ├── InvalidInput                 the user's input is wrong; permanent until they fix it
      │    ├── QuantityError           a string is not a Kubernetes quantity
      │    └── LoadError               files/objects failed to load; carries every Problem found
-     └── UsageError                   the command line asks for something impossible
+     ├── UsageError                   the command line asks for something impossible
+     ├── HypervisorError              a hypervisor refused or failed (carries the QMP command)
+     └── MigrationError               a migration request cannot be honoured
+          └── CancelRefused           cancelling is impossible now (post-copy)
 
 Errors carry their evidence (file, line, object, field) in ``Problem`` records so the CLI can
 print them one per line and tools can read them as JSON.
@@ -62,3 +65,22 @@ class LoadError(InvalidInput):
 
 class UsageError(LivemigError):
     """The command line asks for something that cannot be done."""
+
+
+class HypervisorError(LivemigError):
+    """A hypervisor operation failed; ``command``/``arguments`` say what was sent."""
+
+    def __init__(
+        self, message: str, command: str | None = None, arguments: object | None = None
+    ) -> None:
+        super().__init__(message)
+        self.command = command
+        self.arguments = arguments
+
+
+class MigrationError(LivemigError):
+    """A migration request cannot be honoured."""
+
+
+class CancelRefused(MigrationError):
+    """The migration is in post-copy: the only complete guest is split across two hosts."""

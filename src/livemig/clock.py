@@ -1,0 +1,44 @@
+"""The one place livemig reads the time or sleeps, so tests and the planner can replace it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds on a monotonic scale (only differences mean anything)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    async def wait_for(self, aw: Awaitable[T], within: float) -> T:
+        """``aw``'s result, or TimeoutError after ``within`` seconds of this clock."""
+        ...
+
+
+class RealClock:
+    """Wall-clock time for real QEMU runs."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def wait_for(self, aw: Awaitable[T], within: float) -> T:
+        return await asyncio.wait_for(aw, within)
+
+    def wall(self) -> float:
+        """Seconds since the epoch, for timestamps people read."""
+        return time.time()
+
+
+def blocking_sleep(seconds: float) -> None:
+    """For synchronous code paths that must wait (process start-up probes)."""
+    time.sleep(seconds)

@@ -1,0 +1,205 @@
+"""Run one live migration to its end, deciding on the way (SPEC §4 "Running").
+
+The runner sets the capabilities and parameters from the effective configuration, starts the
+transfer, samples it at least every ``sample_interval`` seconds (and whenever the hypervisor
+reports a migration event, and exactly when a timeout falls due), applies ``convergence.decide``
+and ends with an outcome and the whole statistics history. It talks to the hypervisor only
+through the ``VM`` protocol and to time only through a ``Clock``, so the planner can run the
+very same code against a model in virtual time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from livemig.clock import Clock
+from livemig.convergence import Action, MonitorState, decide
+from livemig.errors import CancelRefused, HypervisorError
+from livemig.hypervisor import VM, MigrationMode, MigrationParams, TransferStats, TransferStatus
+from livemig.policy import MigrationConfiguration
+
+USER_CANCEL = "cancelled by user"
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionTaken:
+    action: Action
+    reason: str | None
+    due_at: float | None  # elapsed seconds when the rule became due
+    sent_at: float  # elapsed seconds when the command was sent
+
+    @property
+    def latency(self) -> float | None:
+        return None if self.due_at is None else self.sent_at - self.due_at
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationResult:
+    outcome: Outcome
+    mode: MigrationMode
+    failure_reason: str | None
+    duration: float  # seconds from the migrate command to the end
+    downtime_ms: int | None
+    history: tuple[TransferStats, ...]
+    actions: tuple[ActionTaken, ...]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome is Outcome.SUCCEEDED
+
+
+def params_for(config: MigrationConfiguration) -> MigrationParams:
+    """The hypervisor parameters of the effective configuration."""
+    return MigrationParams(
+        bandwidth=config.bandwidth_per_migration,
+        auto_converge=config.allow_auto_converge,
+        post_copy=config.allow_post_copy,
+    )
+
+
+class MigrationRunner:
+    """One migration from ``source`` to ``target_uri``; ``run`` once, ``cancel`` any time."""
+
+    def __init__(
+        self,
+        source: VM,
+        target_uri: str,
+        config: MigrationConfiguration,
+        data_bytes: int,
+        clock: Clock,
+        target: VM | None = None,
+        sample_interval: float = 0.25,
+        on_sample: Callable[[TransferStats, MonitorState], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.target_uri = target_uri
+        self.config = config
+        self.clock = clock
+        self.target = target
+        self.sample_interval = sample_interval
+        self.on_sample = on_sample
+        self.state = MonitorState.start(config, data_bytes)
+        self._cancel_requested = False
+        self._wake = asyncio.Event()
+
+    @property
+    def in_post_copy(self) -> bool:
+        return self.state.mode is MigrationMode.POST_COPY
+
+    def cancel(self) -> None:
+        """Ask for the migration to be aborted; the VM keeps running on the source."""
+        if self.in_post_copy:
+            raise CancelRefused(
+                f"{self.source.name}: the migration is in post-copy and cannot be cancelled "
+                "(the guest's memory is split between source and target); wait for it to end"
+            )
+        self._cancel_requested = True
+        self._wake.set()
+
+    def _next_due(self, elapsed: float) -> float:
+        """Seconds until the next timeout falls due (so decisions are not late by a tick)."""
+        dues = []
+        if self.state.acceptable_time > 0 and self.state.mode is not MigrationMode.POST_COPY:
+            dues.append(self.state.acceptable_time)
+        if self.config.progress_timeout > 0 and self.state.mode is not MigrationMode.POST_COPY:
+            dues.append(self.state.last_progress + self.config.progress_timeout)
+        wait = self.sample_interval
+        for due in dues:
+            if due > elapsed:
+                wait = min(wait, due - elapsed + 0.001)
+        return wait
+
+    async def run(self) -> MigrationResult:
+        history: list[TransferStats] = []
+        actions: list[ActionTaken] = []
+        paused_by_us = False
+        cancel_reason: str | None = None
+        start = self.clock.now()
+        try:
+            await self.source.start_migration(self.target_uri, params_for(self.config))
+        except HypervisorError as exc:
+            return MigrationResult(
+                Outcome.FAILED,
+                MigrationMode.PRE_COPY,
+                str(exc),
+                self.clock.now() - start,
+                None,
+                (),
+                (),
+            )
+        while True:
+            sample = await self.source.stats()
+            history.append(sample)
+            if sample.status.finished:
+                break
+            if self.on_sample:
+                self.on_sample(sample, self.state)
+            if cancel_reason is None and sample.status is not TransferStatus.CANCELLING:
+                if self._cancel_requested and not sample.status.in_postcopy:
+                    cancel_reason = USER_CANCEL
+                    await self.source.cancel_migration()
+                    actions.append(
+                        ActionTaken(Action.CANCEL, USER_CANCEL, None, self.clock.now() - start)
+                    )
+                else:
+                    decision = decide(self.state, sample, self.config)
+                    self.state = decision.state
+                    if decision.action is not Action.CONTINUE:
+                        if decision.action is Action.START_POST_COPY:
+                            await self.source.start_postcopy()
+                        elif decision.action is Action.PAUSE_GUEST:
+                            await self.source.pause()
+                            paused_by_us = True
+                        else:
+                            cancel_reason = decision.reason
+                            await self.source.cancel_migration()
+                        actions.append(
+                            ActionTaken(
+                                decision.action,
+                                decision.reason,
+                                decision.deadline,
+                                self.clock.now() - start,
+                            )
+                        )
+            wait = self._next_due(sample.elapsed)
+            self._wake.clear()
+            await asyncio.wait(
+                [
+                    asyncio.ensure_future(self.source.wait_change(self.clock, wait)),
+                    asyncio.ensure_future(self._wake.wait()),
+                ],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        duration = self.clock.now() - start
+        if sample.status is TransferStatus.COMPLETED:
+            if paused_by_us and self.target is not None:
+                await self.target.resume()  # it arrived paused, as it left
+            return MigrationResult(
+                Outcome.SUCCEEDED,
+                self.state.mode,
+                None,
+                duration,
+                sample.downtime_ms,
+                tuple(history),
+                tuple(actions),
+            )
+        if paused_by_us:
+            await self.source.resume()  # the VM goes on running on the source, untouched
+        reason = cancel_reason or sample.error or f"migration {sample.status.value}"
+        return MigrationResult(
+            Outcome.FAILED,
+            self.state.mode,
+            reason,
+            duration,
+            sample.downtime_ms,
+            tuple(history),
+            tuple(actions),
+        )
