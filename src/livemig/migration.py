@@ -22,6 +22,7 @@ from livemig.hypervisor import VM, MigrationMode, MigrationParams, TransferStats
 from livemig.policy import MigrationConfiguration
 
 USER_CANCEL = "cancelled by user"
+TARGET_SETTLE_TIMEOUT = 10.0
 
 
 class Outcome(StrEnum):
@@ -89,6 +90,9 @@ class MigrationRunner:
         self.state = MonitorState.start(config, data_bytes)
         self._cancel_requested = False
         self._wake = asyncio.Event()
+        self._paused_by_us = False
+        self._cancel_reason: str | None = None
+        self._start = 0.0
 
     @property
     def in_post_copy(self) -> bool:
@@ -103,6 +107,30 @@ class MigrationRunner:
             )
         self._cancel_requested = True
         self._wake.set()
+
+    async def _target_takes_over(self, paused_by_us: bool) -> None:
+        """Wait until the target has loaded the last state; resume it if we paused it."""
+        assert self.target is not None
+        deadline = self.clock.now() + TARGET_SETTLE_TIMEOUT
+        # The source reports "completed" a moment before the target leaves "inmigrate".
+        while await self.target.run_state() == "inmigrate" and self.clock.now() < deadline:
+            await self.clock.sleep(0.005)
+        if paused_by_us:
+            await self.target.resume()  # it arrived paused, as it left
+
+    async def _until_something_happens(self, within: float) -> None:
+        """A migration event, a cancel request, or ``within`` seconds, whichever is first."""
+        self._wake.clear()
+        waiters = [
+            asyncio.ensure_future(self.source.wait_change(self.clock, within)),
+            asyncio.ensure_future(self._wake.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
 
     def _next_due(self, elapsed: float) -> float:
         """Seconds until the next timeout falls due (so decisions are not late by a tick)."""
@@ -120,21 +148,11 @@ class MigrationRunner:
     async def run(self) -> MigrationResult:
         history: list[TransferStats] = []
         actions: list[ActionTaken] = []
-        paused_by_us = False
-        cancel_reason: str | None = None
-        start = self.clock.now()
+        self._start = self.clock.now()
         try:
             await self.source.start_migration(self.target_uri, params_for(self.config))
         except HypervisorError as exc:
-            return MigrationResult(
-                Outcome.FAILED,
-                MigrationMode.PRE_COPY,
-                str(exc),
-                self.clock.now() - start,
-                None,
-                (),
-                (),
-            )
+            return self._result(Outcome.FAILED, str(exc), None, history, actions)
         while True:
             sample = await self.source.stats()
             history.append(sample)
@@ -142,64 +160,56 @@ class MigrationRunner:
                 break
             if self.on_sample:
                 self.on_sample(sample, self.state)
-            if cancel_reason is None and sample.status is not TransferStatus.CANCELLING:
-                if self._cancel_requested and not sample.status.in_postcopy:
-                    cancel_reason = USER_CANCEL
-                    await self.source.cancel_migration()
-                    actions.append(
-                        ActionTaken(Action.CANCEL, USER_CANCEL, None, self.clock.now() - start)
-                    )
-                else:
-                    decision = decide(self.state, sample, self.config)
-                    self.state = decision.state
-                    if decision.action is not Action.CONTINUE:
-                        if decision.action is Action.START_POST_COPY:
-                            await self.source.start_postcopy()
-                        elif decision.action is Action.PAUSE_GUEST:
-                            await self.source.pause()
-                            paused_by_us = True
-                        else:
-                            cancel_reason = decision.reason
-                            await self.source.cancel_migration()
-                        actions.append(
-                            ActionTaken(
-                                decision.action,
-                                decision.reason,
-                                decision.deadline,
-                                self.clock.now() - start,
-                            )
-                        )
-            wait = self._next_due(sample.elapsed)
-            self._wake.clear()
-            await asyncio.wait(
-                [
-                    asyncio.ensure_future(self.source.wait_change(self.clock, wait)),
-                    asyncio.ensure_future(self._wake.wait()),
-                ],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        duration = self.clock.now() - start
+            if (taken := await self._act(sample)) is not None:
+                actions.append(taken)
+            await self._until_something_happens(self._next_due(sample.elapsed))
         if sample.status is TransferStatus.COMPLETED:
-            if paused_by_us and self.target is not None:
-                await self.target.resume()  # it arrived paused, as it left
-            return MigrationResult(
-                Outcome.SUCCEEDED,
-                self.state.mode,
-                None,
-                duration,
-                sample.downtime_ms,
-                tuple(history),
-                tuple(actions),
-            )
-        if paused_by_us:
+            if self.target is not None:
+                await self._target_takes_over(self._paused_by_us)
+            return self._result(Outcome.SUCCEEDED, None, sample.downtime_ms, history, actions)
+        if self._paused_by_us:
             await self.source.resume()  # the VM goes on running on the source, untouched
-        reason = cancel_reason or sample.error or f"migration {sample.status.value}"
+        reason = self._cancel_reason or sample.error or f"migration {sample.status.value}"
+        return self._result(Outcome.FAILED, reason, sample.downtime_ms, history, actions)
+
+    async def _act(self, sample: TransferStats) -> ActionTaken | None:
+        """Apply a user cancel or the monitor's decision for this sample."""
+        if self._cancel_reason is not None or sample.status is TransferStatus.CANCELLING:
+            return None  # already on the way out
+        if self._cancel_requested and not sample.status.in_postcopy:
+            self._cancel_reason = USER_CANCEL
+            await self.source.cancel_migration()
+            return ActionTaken(Action.CANCEL, USER_CANCEL, None, self.clock.now() - self._start)
+        decision = decide(self.state, sample, self.config)
+        self.state = decision.state
+        if decision.action is Action.CONTINUE:
+            return None
+        if decision.action is Action.START_POST_COPY:
+            await self.source.start_postcopy()
+        elif decision.action is Action.PAUSE_GUEST:
+            await self.source.pause()
+            self._paused_by_us = True
+        else:
+            self._cancel_reason = decision.reason
+            await self.source.cancel_migration()
+        return ActionTaken(
+            decision.action, decision.reason, decision.deadline, self.clock.now() - self._start
+        )
+
+    def _result(
+        self,
+        outcome: Outcome,
+        reason: str | None,
+        downtime_ms: int | None,
+        history: list[TransferStats],
+        actions: list[ActionTaken],
+    ) -> MigrationResult:
         return MigrationResult(
-            Outcome.FAILED,
+            outcome,
             self.state.mode,
             reason,
-            duration,
-            sample.downtime_ms,
+            self.clock.now() - self._start,
+            downtime_ms,
             tuple(history),
             tuple(actions),
         )

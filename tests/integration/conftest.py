@@ -54,10 +54,14 @@ class Lab:
         return source, target
 
     async def close(self) -> None:
+        """Stop every VM, even if stopping one fails; kill whatever is left."""
         for vm in self.vms:
-            if vm.pid is not None and vm.process and vm.process.returncode is None:
-                os.kill(vm.pid, signal.SIGCONT)  # a test may have frozen it
-            await vm.stop()
+            try:
+                if vm.process and vm.process.returncode is None:
+                    os.kill(vm.process.pid, signal.SIGCONT)  # a test may have frozen it
+                await vm.stop()
+            finally:
+                vm.kill()
 
 
 @asynccontextmanager

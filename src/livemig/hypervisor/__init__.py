@@ -127,6 +127,10 @@ class VM(Protocol):
 
     async def is_running(self) -> bool: ...
 
+    async def run_state(self) -> str:
+        """QEMU's run state: running, paused, inmigrate, postmigrate, …"""
+        ...
+
 
 class Hypervisor(Protocol):
     async def start_vm(self, spec: VMSpec) -> VM: ...

@@ -113,13 +113,20 @@ class QemuVM:
                     f"QEMU for {self.name} exited with {self.process.returncode}: "
                     f"{self._log_tail()}"
                 )
-            try:
-                await self.qmp.connect(str(self.qmp_path))
-                break
-            except (ConnectError, OSError) as exc:
-                if self.clock.now() > deadline:
-                    raise HypervisorError(f"no QMP from {self.name}: {exc}") from exc
-                await self.clock.sleep(0.02)
+            # Connect only once the socket exists: every failed QMPClient.connect leaves
+            # internal tasks behind in qemu.qmp.
+            if self.qmp_path.exists() and self.serial_path.exists():
+                try:
+                    await self.qmp.connect(str(self.qmp_path))
+                    break
+                except (ConnectError, OSError) as exc:
+                    if self.clock.now() > deadline:
+                        raise HypervisorError(f"no QMP from {self.name}: {exc}") from exc
+            elif self.clock.now() > deadline:
+                raise HypervisorError(
+                    f"QEMU for {self.name} opened no QMP socket: {self._log_tail()}"
+                )
+            await self.clock.sleep(0.005)
         reader, self._serial_writer = await asyncio.open_unix_connection(str(self.serial_path))
         self._tasks.append(asyncio.create_task(self._read_console(reader)))
         self._tasks.append(asyncio.create_task(self._read_events()))
