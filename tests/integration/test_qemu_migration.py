@@ -219,6 +219,17 @@ def test_killing_the_target_in_pre_copy_fails_and_the_source_keeps_running(
     assert (src, bad) == (True, 0)
 
 
+async def _dirty_rate(folder: Path) -> float:
+    async with lab(folder) as the_lab:
+        vm = await the_lab.vm(guest("paced", dirty_rate=8 * MiB))
+        return await vm.measure_dirty_rate(1.0)
+
+
+def test_the_guest_dirties_memory_at_the_rate_it_was_given(tmp_path: Path) -> None:
+    rate = asyncio.run(_dirty_rate(tmp_path))
+    assert 0.85 * 8 * MiB <= rate <= 1.1 * 8 * MiB, f"{rate / MiB:.2f} MiB/s"
+
+
 async def _rate_change(folder: Path) -> list[str]:
     async with lab(folder) as the_lab:
         vm = await the_lab.vm(guest("tunable"))

@@ -306,28 +306,43 @@ class QemuVM:
         await self.wait_console(f" W{testguest.pages(size)}")
         self.working_set = size
 
+    async def read_counters(self) -> bytes:
+        """The test guest's page counters (first byte of every working-set page), as is."""
+        dump = self.folder / "memory.bin"
+        try:
+            await self.execute(
+                "pmemsave",
+                {
+                    "val": testguest.WORKING_SET_BASE,
+                    "size": testguest.pages(self.working_set) * testguest.PAGE,
+                    "filename": str(dump),
+                },
+            )
+            return dump.read_bytes()[:: testguest.PAGE]
+        finally:
+            dump.unlink(missing_ok=True)
+
+    async def measure_dirty_rate(self, seconds: float) -> float:
+        """Bytes/s the test guest really dirties: pages whose counter changed, per second.
+
+        Exact while ``seconds`` is short enough that no page is dirtied twice (the sweep does
+        not lap the working set)."""
+        before, t0 = await self.read_counters(), self.clock.now()
+        await self.clock.sleep(seconds)
+        after, t1 = await self.read_counters(), self.clock.now()
+        changed = sum(1 for a, b in zip(before, after, strict=True) if a != b)
+        return changed * testguest.PAGE / (t1 - t0)
+
     async def check_memory(self) -> MemoryCheck:
         """Pause, read every working-set page's counter, check the sweep pattern, resume."""
         was_running = await self.is_running()
         if was_running:
             await self.pause()
-        dump = self.folder / "memory.bin"
         try:
-            n = testguest.pages(self.working_set)
-            await self.execute(
-                "pmemsave",
-                {
-                    "val": testguest.WORKING_SET_BASE,
-                    "size": n * testguest.PAGE,
-                    "filename": str(dump),
-                },
-            )
-            data = dump.read_bytes()
+            return testguest.check_pattern(await self.read_counters())
         finally:
-            dump.unlink(missing_ok=True)
             if was_running:
                 await self.resume()
-        return testguest.check_pattern(data[:: testguest.PAGE])
 
 
 class QemuHypervisor:
