@@ -227,7 +227,9 @@ async def _dirty_rate(folder: Path) -> float:
 
 def test_the_guest_dirties_memory_at_the_rate_it_was_given(tmp_path: Path) -> None:
     rate = asyncio.run(_dirty_rate(tmp_path))
-    assert 0.85 * 8 * MiB <= rate <= 1.1 * 8 * MiB, f"{rate / MiB:.2f} MiB/s"
+    # The guest paces itself on 1000 Hz timer ticks; under TCG on a busy host some ticks
+    # coalesce, so it may fall a little short, never over.
+    assert 0.8 * 8 * MiB <= rate <= 1.1 * 8 * MiB, f"{rate / MiB:.2f} MiB/s"
 
 
 async def _rate_change(folder: Path) -> list[str]:

@@ -327,9 +327,14 @@ class QemuVM:
 
         Exact while ``seconds`` is short enough that no page is dirtied twice (the sweep does
         not lap the working set)."""
-        before, t0 = await self.read_counters(), self.clock.now()
+        async def read() -> tuple[bytes, float]:
+            started = self.clock.now()
+            counters = await self.read_counters()
+            return counters, (started + self.clock.now()) / 2  # a dump is not instantaneous
+
+        before, t0 = await read()
         await self.clock.sleep(seconds)
-        after, t1 = await self.read_counters(), self.clock.now()
+        after, t1 = await read()
         changed = sum(1 for a, b in zip(before, after, strict=True) if a != b)
         return changed * testguest.PAGE / (t1 - t0)
 
