@@ -327,6 +327,7 @@ class QemuVM:
 
         Exact while ``seconds`` is short enough that no page is dirtied twice (the sweep does
         not lap the working set)."""
+
         async def read() -> tuple[bytes, float]:
             started = self.clock.now()
             counters = await self.read_counters()
