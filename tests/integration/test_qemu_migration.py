@@ -16,7 +16,7 @@ import pytest
 from livemig.clock import RealClock
 from livemig.convergence import COMPLETION_TIMEOUT, PROGRESS_TIMEOUT, Action
 from livemig.errors import CancelRefused
-from livemig.hypervisor import MigrationMode, VMSpec
+from livemig.hypervisor import MigrationMode, VMSpec, testguest
 from livemig.migration import USER_CANCEL, MigrationResult, MigrationRunner, Outcome
 from livemig.policy import MigrationConfiguration
 
@@ -257,3 +257,16 @@ def test_a_working_set_too_big_for_memory_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(HypervisorError, match="does not fit"):
         asyncio.run(go())
+
+
+async def _disk_image(folder: Path) -> str:
+    image = folder / "disk.img"
+    image.write_bytes(testguest.image(working_set=MiB, dirty_rate=0))
+    os.truncate(image, testguest.IMAGE_SIZE)
+    async with lab(folder) as the_lab:
+        vm = await the_lab.vm(VMSpec("from-disk", memory=64 * MiB, disk=str(image)))
+        return await vm.wait_console("READY")
+
+
+def test_a_vm_boots_a_disk_image(tmp_path: Path) -> None:
+    assert asyncio.run(_disk_image(tmp_path)) == "READY"
