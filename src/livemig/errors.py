@@ -7,6 +7,11 @@
      │    ├── QuantityError           a string is not a Kubernetes quantity
      │    └── LoadError               files/objects failed to load; carries every Problem found
      ├── UsageError                   the command line asks for something impossible
+     ├── StoreError                   the object store refused a request
+     │    ├── NotFound                 no such object (permanent)
+     │    ├── AlreadyExists            an object of that kind/namespace/name exists (permanent)
+     │    ├── Conflict                 a stale resourceVersion: re-read and retry (retry later)
+     │    └── Gone                     a watch asked for history that was compacted: re-list
      ├── HypervisorError              a hypervisor refused or failed (carries the QMP command)
      └── MigrationError               a migration request cannot be honoured
           └── CancelRefused           cancelling is impossible now (post-copy)
@@ -84,3 +89,23 @@ class MigrationError(LivemigError):
 
 class CancelRefused(MigrationError):
     """The migration is in post-copy: the only complete guest is split across two hosts."""
+
+
+class StoreError(LivemigError):
+    """The object store refused a request."""
+
+
+class NotFound(StoreError):
+    """No such object."""
+
+
+class AlreadyExists(StoreError):
+    """An object with that kind, namespace and name exists."""
+
+
+class Conflict(StoreError):
+    """The write was based on a stale resourceVersion; re-read the object and retry."""
+
+
+class Gone(StoreError):
+    """The requested revision is older than the kept history; list again, then watch."""

@@ -1,0 +1,233 @@
+"""The SQLite store: one table of objects, one of changes; WAL with synchronous=FULL, so an
+acknowledged write survives ``kill -9`` of the process (and of the machine's power, as far as
+the disk honours fsync)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from livemig.errors import AlreadyExists, Conflict, Gone, NotFound
+from livemig.store import EventType, WatchEvent, object_key
+
+#: Changes kept for watchers to resume from; older ones are compacted away.
+HISTORY = 50_000
+#: How often a watcher looks for writes made by other processes on the same file.
+POLL_INTERVAL = 0.05
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    revision INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS changes (
+    revision INTEGER PRIMARY KEY AUTOINCREMENT,
+    type TEXT NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL
+);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class SQLiteStore:
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        self._changed: asyncio.Condition | None = None
+        self._wakers: set[asyncio.Task[None]] = set()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def revision(self) -> int:
+        row = self._db.execute("SELECT MAX(revision) FROM changes").fetchone()
+        return int(row[0] or 0)
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        row = self._db.execute(
+            "SELECT data FROM objects WHERE kind=? AND namespace=? AND name=?",
+            (kind, namespace, name),
+        ).fetchone()
+        if row is None:
+            where = f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
+            raise NotFound(f"{where} not found")
+        return dict(json.loads(row[0]))
+
+    def list(
+        self, kind: str | None = None, namespace: str | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        sql, args = "SELECT data FROM objects WHERE 1=1", []
+        if kind is not None:
+            sql += " AND kind=?"
+            args.append(kind)
+        if namespace is not None:
+            sql += " AND namespace=?"
+            args.append(namespace)
+        self._db.execute("BEGIN")
+        try:
+            rows = self._db.execute(sql + " ORDER BY kind, namespace, name", args).fetchall()
+            rev = self.revision()
+        finally:
+            self._db.execute("COMMIT")
+        return [json.loads(r[0]) for r in rows], rev
+
+    # --- writes --------------------------------------------------------------------------
+
+    def _write(
+        self, kind: str, key: tuple[str, str, str], obj: dict[str, Any], change: EventType
+    ) -> dict[str, Any]:
+        """Inside a transaction: record the change, store the object at its new revision."""
+        cur = self._db.execute(
+            "INSERT INTO changes (type, kind, data) VALUES (?, ?, '')", (change, kind)
+        )
+        rev = int(cur.lastrowid or 0)
+        obj.setdefault("metadata", {})["resourceVersion"] = str(rev)
+        data = json.dumps(obj, separators=(",", ":"))
+        self._db.execute("UPDATE changes SET data=? WHERE revision=?", (data, rev))
+        if change == "DELETED":
+            self._db.execute("DELETE FROM objects WHERE kind=? AND namespace=? AND name=?", key)
+        else:
+            self._db.execute(
+                "INSERT OR REPLACE INTO objects (kind, namespace, name, revision, data) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (*key, rev, data),
+            )
+        if rev % 1000 == 0:
+            self._db.execute("DELETE FROM changes WHERE revision <= ?", (rev - HISTORY,))
+        return obj
+
+    def _transaction(self) -> sqlite3.Connection:
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        obj = json.loads(json.dumps(obj))  # our own copy
+        kind, namespace, name = key = object_key(obj)
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", _now())
+        meta.setdefault("generation", 1)
+        self._transaction()
+        try:
+            exists = self._db.execute(
+                "SELECT 1 FROM objects WHERE kind=? AND namespace=? AND name=?", key
+            ).fetchone()
+            if exists:
+                where = f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
+                raise AlreadyExists(f"{where} already exists")
+            out = self._write(kind, key, obj, "ADDED")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._notify()
+        return out
+
+    def update(self, obj: dict[str, Any]) -> dict[str, Any]:
+        obj = json.loads(json.dumps(obj))
+        kind, namespace, name = key = object_key(obj)
+        expected = (obj.get("metadata") or {}).get("resourceVersion")
+        self._transaction()
+        try:
+            current = self.get(kind, namespace, name)
+            have = current["metadata"]["resourceVersion"]
+            if expected is None or str(expected) != have:
+                raise Conflict(
+                    f"{kind}/{namespace}/{name}: resourceVersion {expected} is stale "
+                    f"(now {have}); re-read and retry"
+                )
+            meta = obj["metadata"]
+            for kept in ("uid", "creationTimestamp"):
+                meta[kept] = current["metadata"].get(kept)
+            if obj.get("spec") != current.get("spec"):
+                meta["generation"] = int(current["metadata"].get("generation", 1)) + 1
+            out = self._write(kind, key, obj, "MODIFIED")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._notify()
+        return out
+
+    def delete(
+        self, kind: str, namespace: str, name: str, resource_version: str | None = None
+    ) -> dict[str, Any]:
+        self._transaction()
+        try:
+            current = self.get(kind, namespace, name)
+            have = current["metadata"]["resourceVersion"]
+            if resource_version is not None and str(resource_version) != have:
+                raise Conflict(
+                    f"{kind}/{namespace}/{name}: resourceVersion {resource_version} is stale "
+                    f"(now {have})"
+                )
+            out = self._write(kind, (kind, namespace, name), current, "DELETED")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._notify()
+        return out
+
+    # --- watch ---------------------------------------------------------------------------
+
+    def _condition(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    def _notify(self) -> None:
+        cond = self._changed
+        if cond is None:
+            return
+
+        async def wake() -> None:
+            async with cond:
+                cond.notify_all()
+
+        try:
+            task = asyncio.get_running_loop().create_task(wake())
+        except RuntimeError:
+            return  # no loop: nobody can be watching in this process
+        self._wakers.add(task)
+        task.add_done_callback(self._wakers.discard)
+
+    def changes_since(self, since: int, kind: str | None = None) -> list[WatchEvent]:
+        oldest = self._db.execute("SELECT MIN(revision) FROM changes").fetchone()[0]
+        if oldest is not None and since < oldest - 1:
+            raise Gone(f"revision {since} was compacted (oldest kept: {oldest}); list again")
+        sql, args = "SELECT revision, type, data FROM changes WHERE revision > ?", [since]
+        if kind is not None:
+            sql += " AND kind=?"
+            args.append(kind)
+        rows = self._db.execute(sql + " ORDER BY revision LIMIT 1000", args).fetchall()
+        return [WatchEvent(int(r[0]), r[1], json.loads(r[2])) for r in rows]
+
+    async def watch(self, since: int, kind: str | None = None) -> AsyncIterator[WatchEvent]:
+        cond = self._condition()
+        while True:
+            events = self.changes_since(since, kind)
+            for event in events:
+                yield event
+                since = event.revision
+            if not events:
+                async with cond:
+                    try:
+                        await asyncio.wait_for(cond.wait(), POLL_INTERVAL)
+                    except TimeoutError:
+                        pass  # another process may have written: look again
