@@ -5,6 +5,7 @@ the disk honours fsync)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import uuid
@@ -32,6 +33,9 @@ CREATE TABLE IF NOT EXISTS changes (
     type TEXT NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL
 );
 """
+
+
+Events = list[WatchEvent]  # (the class below has a method called list)
 
 
 def _now() -> str:
@@ -207,11 +211,12 @@ class SQLiteStore:
         self._wakers.add(task)
         task.add_done_callback(self._wakers.discard)
 
-    def changes_since(self, since: int, kind: str | None = None) -> list[WatchEvent]:
+    def changes_since(self, since: int, kind: str | None = None) -> Events:
         oldest = self._db.execute("SELECT MIN(revision) FROM changes").fetchone()[0]
         if oldest is not None and since < oldest - 1:
             raise Gone(f"revision {since} was compacted (oldest kept: {oldest}); list again")
-        sql, args = "SELECT revision, type, data FROM changes WHERE revision > ?", [since]
+        sql = "SELECT revision, type, data FROM changes WHERE revision > ?"
+        args: list[int | str] = [since]
         if kind is not None:
             sql += " AND kind=?"
             args.append(kind)
@@ -226,8 +231,7 @@ class SQLiteStore:
                 yield event
                 since = event.revision
             if not events:
+                # Woken by our own writes; the timeout catches other processes' writes.
                 async with cond:
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(cond.wait(), POLL_INTERVAL)
-                    except TimeoutError:
-                        pass  # another process may have written: look again
