@@ -185,6 +185,20 @@ def _load_object(raw: Any, origin: Origin, into: LoadResult) -> list[_Bad]:
     return []
 
 
+def validate(raw: Any, source: str = "<request>") -> Resource:
+    """One object from an API request, checked exactly as files are (LoadError if bad)."""
+    into = LoadResult()
+    bad = _load_object(raw, Origin(source, 0), into)
+    ref = _raw_ref(raw)
+    if bad:
+        raise LoadError([Problem(msg, None, None, ref, fld) for fld, _, msg in bad])
+    if into.skipped:
+        raise LoadError(
+            [Problem(f"kind {into.skipped[0].kind} is not served here", None, None, ref, "kind")]
+        )
+    return into.objects[0].obj
+
+
 def _duplicate_objects(result: LoadResult) -> list[Problem]:
     first: dict[str, Origin] = {}
     problems = []

@@ -365,3 +365,30 @@ KINDS: dict[str, type[Resource]] = {
 def to_dict(obj: BaseModel) -> dict[str, Any]:
     """The object as the user wrote it (with anything we did not model kept as it was)."""
     return obj.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+_ALIASES = {
+    "hco": "HyperConverged",
+    "policy": "MigrationPolicy",
+    "policies": "MigrationPolicy",
+    "ns": "Namespace",
+    "vm": "VirtualMachine",
+    "vms": "VirtualMachine",
+    "vmi": "VirtualMachineInstance",
+    "vmis": "VirtualMachineInstance",
+    "vmim": "VirtualMachineInstanceMigration",
+    "vmims": "VirtualMachineInstanceMigration",
+    "migration": "VirtualMachineInstanceMigration",
+    "migrations": "VirtualMachineInstanceMigration",
+}
+
+
+def resolve_kind(name: str) -> type[Resource] | None:
+    """The kind a user means: ``vmi``, ``vmis``, ``VirtualMachineInstance``, ``migrations``…"""
+    lowered = name.lower()
+    for kind, cls in KINDS.items():
+        k = kind.lower()
+        if lowered in (k, k + "s", k + "es") or (k.endswith("y") and lowered == k[:-1] + "ies"):
+            return cls
+    alias = _ALIASES.get(lowered)
+    return KINDS[alias] if alias else None

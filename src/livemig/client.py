@@ -1,0 +1,169 @@
+"""The API client every component and the CLI use (httpx), raising livemig's own errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+
+from livemig.errors import (
+    AlreadyExists,
+    CancelRefused,
+    Conflict,
+    Gone,
+    LivemigError,
+    LoadError,
+    MigrationError,
+    NotFound,
+    Problem,
+    UsageError,
+)
+from livemig.store import WatchEvent
+
+#: How often a write that lost a resourceVersion race is retried before giving up.
+CONFLICT_RETRIES = 20
+
+
+class Unauthorized(UsageError):
+    """The server wants a valid bearer token."""
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"message": response.text}
+    message, reason = str(body.get("message", "")), body.get("reason")
+    code = response.status_code
+    if code == 401:
+        raise Unauthorized(f"{message} (check the token)")
+    if code == 404:
+        raise NotFound(message)
+    if code == 409:
+        errors: dict[str, type[LivemigError]] = {
+            "Conflict": Conflict,
+            "AlreadyExists": AlreadyExists,
+            "CancelRefused": CancelRefused,
+            "MigrationError": MigrationError,
+        }
+        raise errors.get(str(reason), Conflict)(message)
+    if code == 410:
+        raise Gone(message)
+    if code == 422:
+        raise LoadError(
+            [
+                Problem(
+                    p["message"],
+                    None,
+                    None,
+                    p.get("object"),
+                    p.get("field"),
+                    p.get("code", "LM002"),
+                )
+                for p in body.get("problems", [])
+            ]
+            or [Problem(message)]
+        )
+    raise LivemigError(f"server answered {code}: {message}")
+
+
+class ApiClient:
+    def __init__(self, url: str, token: str, timeout: float = 30.0) -> None:
+        self.url = url
+        self._http = httpx.AsyncClient(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> ApiClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @staticmethod
+    def _params(namespace: str | None, **more: Any) -> dict[str, Any]:
+        params = {k: v for k, v in more.items() if v is not None}
+        if namespace is not None:
+            params["namespace"] = namespace
+        return params
+
+    async def list(
+        self, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        r = await self._http.get(
+            f"/apis/{kind}", params=self._params(namespace, labelSelector=label_selector)
+        )
+        _raise_for(r)
+        body = r.json()
+        return body["items"], int(body["metadata"]["resourceVersion"])
+
+    async def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        r = await self._http.get(f"/apis/{kind}/{name}", params=self._params(namespace))
+        _raise_for(r)
+        return dict(r.json())
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        r = await self._http.post(f"/apis/{obj['kind']}", json=obj)
+        _raise_for(r)
+        return dict(r.json())
+
+    async def update(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        r = await self._http.put(
+            f"/apis/{obj['kind']}/{meta['name']}",
+            params=self._params(meta.get("namespace")),
+            json=obj,
+        )
+        _raise_for(r)
+        return dict(r.json())
+
+    async def delete(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        r = await self._http.delete(f"/apis/{kind}/{name}", params=self._params(namespace))
+        _raise_for(r)
+        return dict(r.json())
+
+    async def modify(
+        self,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        change: Callable[[dict[str, Any]], dict[str, Any] | None],
+    ) -> dict[str, Any] | None:
+        """Read, change, write; on a resourceVersion conflict read again and redo the change.
+
+        ``change`` returns the new object, or None to leave it as it is."""
+        for _ in range(CONFLICT_RETRIES):
+            current = await self.get(kind, name, namespace)
+            wanted = change(current)
+            if wanted is None:
+                return current
+            try:
+                return await self.update(wanted)
+            except Conflict:
+                continue
+        raise Conflict(f"{kind}/{name}: still conflicting after {CONFLICT_RETRIES} tries")
+
+    async def watch(
+        self, kind: str, since: int, namespace: str | None = None
+    ) -> AsyncIterator[WatchEvent]:
+        params = self._params(namespace, watch="true", resourceVersion=since)
+        async with self._http.stream(
+            "GET", f"/apis/{kind}", params=params, timeout=httpx.Timeout(10.0, read=None)
+        ) as r:
+            if not r.is_success:
+                await r.aread()
+                _raise_for(r)
+            async for line in r.aiter_lines():
+                if not line:
+                    continue
+                data = json.loads(line)
+                if data["type"] == "ERROR":
+                    raise Gone(data["object"]["message"])
+                yield WatchEvent(int(data["revision"]), data["type"], data["object"])

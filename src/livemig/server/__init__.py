@@ -1,0 +1,1 @@
+"""The API server (``livemig server``): REST over the store, watch, auth, OpenAPI."""

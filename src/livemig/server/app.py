@@ -1,0 +1,221 @@
+"""The API server: Kubernetes-style CRUD, list with label selectors and watch, over a Store.
+
+Paths (``KIND`` is a kind name, plural or short name: ``vmis``, ``migrations``, ``policy``…)::
+
+    GET    /healthz                                  no token needed
+    GET    /apis/KIND[?namespace=NS&labelSelector=S]  list ({"items": [...], "metadata": {...}})
+    GET    /apis/KIND?watch=true&resourceVersion=N     newline-delimited JSON change events
+    POST   /apis/KIND                                 create
+    GET    /apis/KIND/NAME[?namespace=NS]              read
+    PUT    /apis/KIND/NAME[?namespace=NS]              replace (metadata.resourceVersion must be
+                                                       current: 409 Conflict otherwise)
+    DELETE /apis/KIND/NAME[?namespace=NS]              delete (a migration: cancel it)
+
+Every object is validated with the same models and messages as ``livemig lint``; a bad one is
+answered 422 with every problem, and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from livemig.api.loading import validate
+from livemig.api.models import Resource, resolve_kind
+from livemig.errors import (
+    AlreadyExists,
+    CancelRefused,
+    Conflict,
+    Gone,
+    LivemigError,
+    LoadError,
+    MigrationError,
+    NotFound,
+    UsageError,
+)
+from livemig.server.selectors import matches_selector, parse_selector
+from livemig.store import Store, object_key
+
+FINISHED_PHASES = ("Succeeded", "Failed")
+JsonBody = Annotated[dict[str, Any], Body()]
+
+_STATUS = {
+    NotFound: 404,
+    AlreadyExists: 409,
+    Conflict: 409,
+    MigrationError: 409,
+    Gone: 410,
+    LoadError: 422,
+    UsageError: 400,
+}
+
+
+def _kind(name: str) -> type[Resource]:
+    cls = resolve_kind(name)
+    if cls is None:
+        raise NotFound(f"no kind {name!r} here (try vms, vmis, migrations, policies, nodes)")
+    return cls
+
+
+def _namespace(cls: type[Resource], namespace: str | None) -> str:
+    return (namespace or "default") if cls.NAMESPACED else ""
+
+
+def create_app(store: Store, token: str) -> FastAPI:
+    app = FastAPI(
+        title="livemig",
+        description="Live-migration control plane for QEMU/KVM VMs, KubeVirt-style objects.",
+        version="0.1.0",
+    )
+
+    @app.middleware("http")
+    async def bearer_token(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if request.url.path != "/healthz":
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return JSONResponse(
+                    {"reason": "Unauthorized", "message": "a valid bearer token is required"},
+                    status_code=401,
+                )
+        return await call_next(request)
+
+    @app.exception_handler(LivemigError)
+    async def livemig_error(request: Request, exc: LivemigError) -> JSONResponse:
+        status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 500)
+        body: dict[str, Any] = {"reason": type(exc).__name__, "message": str(exc)}
+        if isinstance(exc, LoadError):
+            body["message"] = "; ".join(str(p) for p in exc.problems)
+            body["problems"] = [
+                {"object": p.object, "field": p.field, "message": p.message, "code": p.code}
+                for p in exc.problems
+            ]
+        return JSONResponse(body, status_code=status)
+
+    @app.get("/healthz", response_class=PlainTextResponse)
+    async def healthz() -> str:
+        return "ok"
+
+    @app.get("/apis/{kind}", response_model=None)
+    async def list_or_watch(
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = Query(None, alias="labelSelector"),
+        watch: bool = False,
+        resource_version: int | None = Query(None, alias="resourceVersion"),
+    ) -> dict[str, Any] | StreamingResponse:
+        cls = _kind(kind)
+        selector = parse_selector(label_selector or "")
+        if watch:
+            since = resource_version if resource_version is not None else store.revision()
+            return StreamingResponse(
+                _watch(store, cls, namespace, selector, since), media_type="application/x-ndjson"
+            )
+        items, rev = store.list(cls.KIND, namespace if cls.NAMESPACED else None)
+        items = [o for o in items if matches_selector(selector, _labels(o))]
+        return {
+            "apiVersion": "v1",
+            "kind": "List",
+            "metadata": {"resourceVersion": str(rev)},
+            "items": items,
+        }
+
+    @app.post("/apis/{kind}", status_code=201)
+    async def create(kind: str, body: JsonBody) -> dict[str, Any]:
+        cls = _kind(kind)
+        obj = _checked(cls, body)
+        if cls.KIND == "VirtualMachineInstanceMigration":
+            _one_migration_at_a_time(store, obj)
+        return store.create(obj)
+
+    @app.get("/apis/{kind}/{name}")
+    async def read(kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        cls = _kind(kind)
+        return store.get(cls.KIND, _namespace(cls, namespace), name)
+
+    @app.put("/apis/{kind}/{name}")
+    async def replace(
+        kind: str, name: str, body: JsonBody, namespace: str | None = None
+    ) -> dict[str, Any]:
+        cls = _kind(kind)
+        obj = _checked(cls, body)
+        if object_key(obj) != (cls.KIND, _namespace(cls, namespace), name):
+            raise UsageError(f"the body is {object_key(obj)}, not {cls.KIND} {name} in the URL")
+        return store.update(obj)
+
+    @app.delete("/apis/{kind}/{name}")
+    async def delete(kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        cls = _kind(kind)
+        ns = _namespace(cls, namespace)
+        if cls.KIND == "VirtualMachineInstanceMigration":
+            _refuse_cancel_in_post_copy(store.get(cls.KIND, ns, name))
+        return store.delete(cls.KIND, ns, name)
+
+    return app
+
+
+def _labels(obj: dict[str, Any]) -> dict[str, str]:
+    return dict((obj.get("metadata") or {}).get("labels") or {})
+
+
+def _checked(cls: type[Resource], body: dict[str, Any]) -> dict[str, Any]:
+    """Validate like lint does; return the object as it will be stored."""
+    if body.get("kind") != cls.KIND:
+        raise UsageError(f"the URL is for {cls.KIND} but the body has kind {body.get('kind')!r}")
+    meta = body.setdefault("metadata", {}) if isinstance(body.get("metadata"), dict) else None
+    if meta is not None:
+        if cls.NAMESPACED:
+            meta.setdefault("namespace", "default")
+        else:
+            meta.pop("namespace", None)
+    validate(body)
+    return body
+
+
+def _one_migration_at_a_time(store: Store, obj: dict[str, Any]) -> None:
+    _, ns, _ = object_key(obj)
+    vmi = obj["spec"]["vmiName"]
+    items, _ = store.list("VirtualMachineInstanceMigration", ns)
+    for other in items:
+        phase = (other.get("status") or {}).get("phase")
+        if other["spec"]["vmiName"] == vmi and phase not in FINISHED_PHASES:
+            raise MigrationError(
+                f"VirtualMachineInstance {ns}/{vmi} already has an unfinished migration "
+                f"{other['metadata']['name']} (phase {phase or 'Pending'}); wait for it to end "
+                "or cancel it first"
+            )
+
+
+def _refuse_cancel_in_post_copy(obj: dict[str, Any]) -> None:
+    status = obj.get("status") or {}
+    state = status.get("migrationState") or {}
+    if state.get("mode") == "PostCopy" and status.get("phase") not in FINISHED_PHASES:
+        raise CancelRefused(
+            f"migration {obj['metadata']['name']} is in post-copy and cannot be cancelled: the "
+            "guest's memory is split between source and target; wait for it to end"
+        )
+
+
+async def _watch(
+    store: Store,
+    cls: type[Resource],
+    namespace: str | None,
+    selector: list[tuple[str, str, str | None]],
+    since: int,
+) -> AsyncIterator[bytes]:
+    try:
+        async for event in store.watch(since, cls.KIND):
+            meta = event.object.get("metadata") or {}
+            if namespace is not None and cls.NAMESPACED and meta.get("namespace") != namespace:
+                continue
+            if not matches_selector(selector, _labels(event.object)):
+                continue
+            yield json.dumps(event.as_dict()).encode() + b"\n"
+    except Gone as exc:
+        yield json.dumps({"type": "ERROR", "object": {"code": 410, "message": str(exc)}}).encode()
