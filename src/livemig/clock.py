@@ -21,6 +21,10 @@ class Clock(Protocol):
         """``aw``'s result, or TimeoutError after ``within`` seconds of this clock."""
         ...
 
+    def wall(self) -> float:
+        """Seconds since the epoch, for timestamps people read."""
+        ...
+
 
 class RealClock:
     """Wall-clock time for real QEMU runs."""

@@ -39,7 +39,8 @@ Events = list[WatchEvent]  # (the class below has a method called list)
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Microseconds make creationTimestamp a creation order, which admission relies on.
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class SQLiteStore:

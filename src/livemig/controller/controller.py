@@ -1,0 +1,440 @@
+"""The migration controller: VMs to VMIs, VMI placement, migration admission and phases, node
+health, and garbage collection. Level-triggered: every pass re-derives what to do from the
+objects in the API server, so a restart mid-migration picks up exactly where things stand."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from livemig.api.loading import validate
+from livemig.api.models import VirtualMachine, VirtualMachineInstance
+from livemig.client import ApiClient
+from livemig.clock import Clock
+from livemig.controller.decisions import (
+    EVACUATION,
+    USER,
+    MigrationView,
+    NodeView,
+    Phase,
+    admit,
+    choose_node,
+)
+from livemig.controller.informer import Informer, reconcile_forever
+from livemig.controller.status import (
+    condition,
+    heartbeat_age,
+    node_ready,
+    set_phase,
+    timestamp,
+)
+from livemig.errors import Conflict, NotFound
+from livemig.inventory import Inventory
+from livemig.policy import Precedence, effective_configuration
+
+log = logging.getLogger(__name__)
+
+VMIM = "VirtualMachineInstanceMigration"
+VMI = "VirtualMachineInstance"
+WATCHED = (
+    VMIM,
+    VMI,
+    "VirtualMachine",
+    "Node",
+    "HyperConverged",
+    "KubeVirt",
+    "MigrationPolicy",
+    "Namespace",
+)
+#: How many finished migrations are kept per VMI.
+KEEP_FINISHED = 5
+PRIORITY_ANNOTATION = "livemig.io/priority"
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj["metadata"]
+    return meta.get("namespace") or "", meta["name"]
+
+
+def _status(obj: dict[str, Any]) -> dict[str, Any]:
+    status: dict[str, Any] = obj.setdefault("status", {})
+    return status
+
+
+class Controller:
+    def __init__(
+        self,
+        client: ApiClient,
+        clock: Clock,
+        heartbeat_timeout: float = 10.0,
+        precedence: Precedence = Precedence.DOCUMENTED,
+    ) -> None:
+        self.client = client
+        self.clock = clock
+        self.heartbeat_timeout = heartbeat_timeout
+        self.precedence = precedence
+
+    async def run(self) -> None:
+        await reconcile_forever(
+            Informer(self.client, WATCHED, self.clock), self.reconcile, self.clock
+        )
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.wall(), UTC)
+
+    async def reconcile(self) -> None:
+        objs = {kind: (await self.client.list(kind))[0] for kind in WATCHED}
+        await self._vms_to_vmis(objs["VirtualMachine"], objs[VMI])
+        nodes = await self._node_health(objs["Node"], objs[VMIM])
+        await self._place_vmis(objs[VMI], nodes)
+        await self._migrations(objs, nodes)
+        await self._collect_garbage(objs[VMIM])
+
+    # --- VMs and VMIs ----------------------------------------------------------------------
+
+    async def _vms_to_vmis(self, vms: list[dict[str, Any]], vmis: list[dict[str, Any]]) -> None:
+        have = {_key(v): v for v in vmis}
+        for raw in vms:
+            vm = validate(raw)
+            assert isinstance(vm, VirtualMachine)
+            strategy = vm.spec.run_strategy
+            running = vm.spec.running
+            want = running is True or (
+                strategy is not None and strategy.value in ("Always", "RerunOnFailure")
+            )
+            stop = running is False or (strategy is not None and strategy.value == "Halted")
+            existing = have.get(_key(raw))
+            template = raw["spec"]["template"]
+            labels = dict((template.get("metadata") or {}).get("labels") or {})
+            annotations = dict((template.get("metadata") or {}).get("annotations") or {})
+            if want and existing is None:
+                await self._create_ignoring_exists(
+                    {
+                        "apiVersion": "kubevirt.io/v1",
+                        "kind": VMI,
+                        "metadata": {
+                            "name": vm.name,
+                            "namespace": vm.namespace,
+                            "labels": labels,
+                            "annotations": annotations,
+                            "ownerReferences": [
+                                {
+                                    "apiVersion": "kubevirt.io/v1",
+                                    "kind": "VirtualMachine",
+                                    "name": vm.name,
+                                    "uid": raw["metadata"].get("uid"),
+                                    "controller": True,
+                                }
+                            ],
+                        },
+                        "spec": template.get("spec") or {},
+                    }
+                )
+            elif want and existing is not None:
+                meta = existing["metadata"]
+                if meta.get("labels", {}) != labels or meta.get("annotations", {}) != annotations:
+                    # Template label changes reach the running VMI without a restart.
+                    def relabel(
+                        o: dict[str, Any], labels: Any = labels, annotations: Any = annotations
+                    ) -> dict[str, Any]:
+                        o["metadata"]["labels"] = labels
+                        o["metadata"]["annotations"] = annotations
+                        return o
+
+                    await self._modify(VMI, vm.name, vm.namespace, relabel)
+            elif stop and existing is not None:
+                await self._delete_ignoring_missing(VMI, vm.name, vm.namespace)
+
+    async def _place_vmis(self, vmis: list[dict[str, Any]], nodes: list[NodeView]) -> None:
+        for raw in vmis:
+            status = raw.get("status") or {}
+            if status.get("nodeName") or status.get("phase") == "Failed":
+                continue
+            vmi = validate(raw)
+            assert isinstance(vmi, VirtualMachineInstance)
+            memory = vmi.spec.memory_bytes() or 0
+            best, why = choose_node(nodes, memory, vmi.spec.node_selector)
+
+            def place(
+                o: dict[str, Any], best: NodeView | None = best, why: str = why
+            ) -> dict[str, Any] | None:
+                st = _status(o)
+                if st.get("nodeName"):
+                    return None
+                if best is None:
+                    return condition(st, "Scheduled", "False", "Unschedulable", why)
+                st["nodeName"] = best.name
+                st["phase"] = "Scheduled"
+                condition(st, "Scheduled", "True", "Scheduled", why)
+                return o
+
+            await self._modify(VMI, vmi.name, vmi.namespace, place)
+            if best is not None:  # account for it before placing the next one
+                nodes[:] = [
+                    n
+                    if n.name != best.name
+                    else NodeView(
+                        n.name,
+                        n.ready,
+                        n.unschedulable,
+                        n.memory_capacity,
+                        n.memory_used + memory,
+                        n.labels,
+                    )
+                    for n in nodes
+                ]
+
+    # --- nodes -----------------------------------------------------------------------------
+
+    async def _node_health(
+        self, nodes: list[dict[str, Any]], migrations: list[dict[str, Any]]
+    ) -> list[NodeView]:
+        """Mark silent nodes NotReady and fail their migrations; return the scheduling view."""
+        now = self._now()
+        views = []
+        vmis, _ = await self.client.list(VMI)
+        used: dict[str, int] = defaultdict(int)
+        for raw in vmis:
+            node = (raw.get("status") or {}).get("nodeName")
+            if node:
+                used[node] += validate(raw).spec.memory_bytes() or 0  # type: ignore[attr-defined]
+        for raw in migrations:  # a target holds the memory of the VM coming to it
+            state = (raw.get("status") or {}).get("migrationState") or {}
+            phase = (raw.get("status") or {}).get("phase")
+            if state.get("targetNode") and phase and Phase(phase).active:
+                used[state["targetNode"]] += int(state.get("memoryBytes", 0))
+        for raw in nodes:
+            name = raw["metadata"]["name"]
+            age = heartbeat_age(raw, now)
+            ready = node_ready(raw)
+            if ready and (age is None or age > self.heartbeat_timeout):
+                ready = False
+                message = "never reported" if age is None else f"no heartbeat for {age:.0f} s"
+
+                def not_ready(o: dict[str, Any], message: str = message) -> dict[str, Any]:
+                    return (
+                        condition(
+                            _status(o),
+                            "Ready",
+                            "False",
+                            "NodeStatusUnknown",
+                            f"node stopped reporting: {message}",
+                        )
+                        and o
+                    )
+
+                await self._modify("Node", name, None, not_ready)
+                await self._fail_migrations_on(
+                    name, migrations, f"node {name} stopped reporting ({message})"
+                )
+            capacity = int(((raw.get("status") or {}).get("capacity") or {}).get("memoryBytes", 0))
+            views.append(
+                NodeView(
+                    name,
+                    ready,
+                    bool((raw.get("spec") or {}).get("unschedulable")),
+                    capacity,
+                    used[name],
+                    dict(raw["metadata"].get("labels") or {}),
+                )
+            )
+        return views
+
+    async def _fail_migrations_on(
+        self, node: str, migrations: list[dict[str, Any]], reason: str
+    ) -> None:
+        for raw in migrations:
+            status = raw.get("status") or {}
+            state = status.get("migrationState") or {}
+            phase = status.get("phase")
+            if not phase or Phase(phase).finished:
+                continue
+            if node in (state.get("sourceNode"), state.get("targetNode")):
+                ns, name = _key(raw)
+                await self._modify(VMIM, name, ns, self._failer(reason))
+
+    def _failer(self, reason: str) -> Any:
+        def fail(o: dict[str, Any]) -> dict[str, Any] | None:
+            st = _status(o)
+            if st.get("phase") in ("Succeeded", "Failed"):
+                return None
+            state = st.setdefault("migrationState", {})
+            state.update(
+                failed=True,
+                completed=False,
+                failureReason=reason,
+                endTimestamp=timestamp(self._now()),
+            )
+            return set_phase(o, Phase.FAILED, self._now())
+
+        return fail
+
+    # --- migrations ------------------------------------------------------------------------
+
+    async def _migrations(
+        self, objs: dict[str, list[dict[str, Any]]], nodes: list[NodeView]
+    ) -> None:
+        vmis = {_key(v): v for v in objs[VMI]}
+        views = []
+        for raw in objs[VMIM]:
+            ns, name = _key(raw)
+            status = raw.get("status") or {}
+            vmi = vmis.get((ns, raw["spec"]["vmiName"]))
+            phase = status.get("phase")
+            if phase is None:
+                raw = await self._new_migration(raw, vmi)
+                status = raw.get("status") or {}
+                phase = status.get("phase")
+            state = status.get("migrationState") or {}
+            annotations = raw["metadata"].get("annotations") or {}
+            views.append(
+                MigrationView(
+                    f"{ns}/{name}",
+                    Phase(phase or Phase.PENDING.value),
+                    state.get("sourceNode"),
+                    EVACUATION if annotations.get(PRIORITY_ANNOTATION) == "evacuation" else USER,
+                    raw["metadata"].get("creationTimestamp", ""),
+                )
+            )
+        limits = effective_configuration(self._inventory(objs).cluster)
+        by_key = {f"{_key(r)[0]}/{_key(r)[1]}": r for r in objs[VMIM]}
+        for view in admit(
+            views,
+            limits.parallel_migrations_per_cluster,
+            limits.parallel_outbound_migrations_per_node,
+        ):
+            raw = by_key[view.key]
+            await self._schedule(raw, vmis.get((_key(raw)[0], raw["spec"]["vmiName"])), nodes, objs)
+
+    async def _new_migration(
+        self, raw: dict[str, Any], vmi: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        ns, name = _key(raw)
+        node = ((vmi or {}).get("status") or {}).get("nodeName")
+
+        def pending(o: dict[str, Any]) -> dict[str, Any] | None:
+            st = _status(o)
+            if st.get("phase"):
+                return None
+            if vmi is None:
+                st["migrationState"] = {
+                    "failed": True,
+                    "failureReason": f"VirtualMachineInstance {ns}/{o['spec']['vmiName']} "
+                    "does not exist",
+                }
+                return set_phase(o, Phase.FAILED, self._now())
+            st["migrationState"] = {"sourceNode": node}
+            return set_phase(o, Phase.PENDING, self._now())
+
+        return await self._modify(VMIM, name, ns, pending) or raw
+
+    def _inventory(self, objs: dict[str, list[dict[str, Any]]]) -> Inventory:
+        kinds = ("HyperConverged", "KubeVirt", "MigrationPolicy", "Namespace")
+        return Inventory.from_objects(validate(o) for k in kinds for o in objs[k])
+
+    async def _schedule(
+        self,
+        raw: dict[str, Any],
+        vmi_raw: dict[str, Any] | None,
+        nodes: list[NodeView],
+        objs: dict[str, list[dict[str, Any]]],
+    ) -> None:
+        ns, name = _key(raw)
+        if vmi_raw is None:
+            await self._modify(VMIM, name, ns, self._failer("the VMI disappeared"))
+            return
+        vmi = validate(vmi_raw)
+        assert isinstance(vmi, VirtualMachineInstance)
+        source = (vmi_raw.get("status") or {}).get("nodeName")
+        memory = vmi.spec.memory_bytes() or 0
+        target, why = choose_node(nodes, memory, vmi.spec.node_selector, exclude=source)
+        if target is None:
+
+            def unschedulable(o: dict[str, Any]) -> dict[str, Any] | None:
+                st = _status(o)
+                before = [dict(c) for c in st.get("conditions", [])]
+                condition(st, "Scheduled", "False", "NoTarget", why)
+                return o if st["conditions"] != before else None
+
+            await self._modify(VMIM, name, ns, unschedulable)
+            return
+        # The policy is resolved when the migration starts, and recorded (SPEC §3).
+        inventory = self._inventory({**objs, VMI: [vmi_raw]})
+        ((_, resolution),) = inventory.resolve_all(
+            inventory.select([vmi.name], vmi.namespace), self.precedence
+        )
+        config = inventory.configuration(resolution)
+        now = self._now()
+
+        def scheduled(o: dict[str, Any]) -> dict[str, Any] | None:
+            st = _status(o)
+            if st.get("phase") != Phase.PENDING.value:
+                return None
+            state = st.setdefault("migrationState", {})
+            state.update(
+                sourceNode=source,
+                targetNode=target.name,
+                memoryBytes=memory,
+                migrationPolicyName=resolution.winner.name if resolution.winner else None,
+                migrationConfiguration=config.as_dict(),
+                mode="PreCopy",
+            )
+            condition(st, "Scheduled", "True", "TargetChosen", why)
+            set_phase(o, Phase.SCHEDULING, now)
+            return set_phase(o, Phase.SCHEDULED, now)
+
+        await self._modify(VMIM, name, ns, scheduled)
+        nodes[:] = [
+            n
+            if n.name != target.name
+            else NodeView(
+                n.name,
+                n.ready,
+                n.unschedulable,
+                n.memory_capacity,
+                n.memory_used + memory,
+                n.labels,
+            )
+            for n in nodes
+        ]
+
+    async def _collect_garbage(self, migrations: list[dict[str, Any]]) -> None:
+        finished: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for raw in migrations:
+            if (raw.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                finished[(_key(raw)[0], raw["spec"]["vmiName"])].append(raw)
+        for group in finished.values():
+            group.sort(
+                key=lambda r: (
+                    r["metadata"].get("creationTimestamp", ""),
+                    int(r["metadata"].get("resourceVersion", 0)),
+                ),
+                reverse=True,
+            )
+            for old in group[KEEP_FINISHED:]:
+                await self._delete_ignoring_missing(VMIM, old["metadata"]["name"], _key(old)[0])
+
+    # --- writes ------------------------------------------------------------------------------
+
+    async def _modify(
+        self, kind: str, name: str, namespace: str | None, change: Any
+    ) -> dict[str, Any] | None:
+        try:
+            return await self.client.modify(kind, name, namespace, change)
+        except NotFound:
+            return None
+
+    async def _create_ignoring_exists(self, obj: dict[str, Any]) -> None:
+        try:
+            await self.client.create(obj)
+        except Conflict:
+            pass
+        except Exception as exc:  # AlreadyExists and friends: someone else did it
+            log.debug("create %s: %s", obj["metadata"]["name"], exc)
+
+    async def _delete_ignoring_missing(self, kind: str, name: str, namespace: str | None) -> None:
+        with contextlib.suppress(NotFound):
+            await self.client.delete(kind, name, namespace)

@@ -1,0 +1,119 @@
+"""The controller's decisions as pure functions: which migrations to admit, where to put a VM.
+
+SPEC §4: a migration is admitted only while fewer than parallelMigrationsPerCluster migrations
+are between Scheduling and Running and fewer than parallelOutboundMigrationsPerNode of those
+leave its VMI's node; admission is in priority order (evacuations first), then creation order.
+A target node must be Ready, not cordoned, not the source, have enough free memory and match
+the VMI's nodeSelector; the least loaded one wins.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Phase(StrEnum):
+    """KubeVirt's VirtualMachineInstanceMigration phases."""
+
+    PENDING = "Pending"
+    SCHEDULING = "Scheduling"
+    SCHEDULED = "Scheduled"
+    PREPARING_TARGET = "PreparingTarget"
+    TARGET_READY = "TargetReady"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.FAILED)
+
+    @property
+    def active(self) -> bool:
+        """Counts against the parallel-migration limits."""
+        return self in ACTIVE_PHASES
+
+
+ACTIVE_PHASES = frozenset(
+    {Phase.SCHEDULING, Phase.SCHEDULED, Phase.PREPARING_TARGET, Phase.TARGET_READY, Phase.RUNNING}
+)
+
+EVACUATION = 0  # priority: lower goes first
+USER = 1
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationView:
+    key: str  # namespace/name
+    phase: Phase
+    source_node: str | None
+    priority: int = USER
+    created: str = ""  # creationTimestamp (microseconds); ties broken by key
+
+
+def admit(
+    migrations: Sequence[MigrationView], per_cluster: int, per_node: int
+) -> list[MigrationView]:
+    """The pending migrations that may start now, in the order they should."""
+    active = [m for m in migrations if m.phase.active]
+    running = len(active)
+    per_source = Counter(m.source_node for m in active)
+    admitted = []
+    pending = sorted(
+        (m for m in migrations if m.phase is Phase.PENDING),
+        key=lambda m: (m.priority, m.created, m.key),
+    )
+    for m in pending:
+        if running >= per_cluster:
+            break
+        if per_source[m.source_node] >= per_node:
+            continue  # its node is busy; a migration from another node may still go
+        admitted.append(m)
+        running += 1
+        per_source[m.source_node] += 1
+    return admitted
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    name: str
+    ready: bool
+    unschedulable: bool
+    memory_capacity: int
+    memory_used: int
+    labels: Mapping[str, str]
+
+    @property
+    def memory_free(self) -> int:
+        return self.memory_capacity - self.memory_used
+
+
+def choose_node(
+    nodes: Sequence[NodeView],
+    memory: int,
+    node_selector: Mapping[str, str],
+    exclude: str | None = None,
+) -> tuple[NodeView | None, str]:
+    """The least loaded node that fits, or None and why none does."""
+    why: list[str] = []
+    fits = []
+    for n in nodes:
+        if n.name == exclude:
+            continue
+        if not n.ready:
+            why.append(f"{n.name} is not Ready")
+        elif n.unschedulable:
+            why.append(f"{n.name} is cordoned")
+        elif n.memory_free < memory:
+            why.append(f"{n.name} has {n.memory_free} bytes free, {memory} needed")
+        elif not node_selector.items() <= n.labels.items():
+            why.append(f"{n.name} does not match nodeSelector {dict(node_selector)}")
+        else:
+            fits.append(n)
+    if not fits:
+        return None, "no node fits: " + ("; ".join(why) if why else "no other node")
+    best = min(fits, key=lambda n: (n.memory_used / max(n.memory_capacity, 1), n.name))
+    return best, f"{best.name} is the least loaded of {len(fits)} that fit"

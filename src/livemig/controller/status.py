@@ -1,0 +1,52 @@
+"""Small helpers for the status blocks controllers and agents write (KubeVirt's shapes)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from livemig.controller.decisions import Phase
+
+
+def timestamp(when: datetime) -> str:
+    """RFC 3339 with microseconds: sorts in creation order even within one second."""
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def condition(
+    status: dict[str, Any], kind: str, value: str, reason: str, message: str
+) -> dict[str, Any]:
+    """Set one condition (by type) in ``status.conditions``; return ``status``."""
+    conditions = [c for c in status.get("conditions", []) if c.get("type") != kind]
+    conditions.append({"type": kind, "status": value, "reason": reason, "message": message})
+    status["conditions"] = conditions
+    return status
+
+
+def set_phase(obj: dict[str, Any], phase: Phase, when: datetime) -> dict[str, Any]:
+    """Move a migration to ``phase`` and record when (phaseTransitionTimestamps)."""
+    status = obj.setdefault("status", {})
+    status["phase"] = phase.value
+    status.setdefault("phaseTransitionTimestamps", []).append(
+        {"phase": phase.value, "phaseTransitionTimestamp": timestamp(when)}
+    )
+    return obj
+
+
+def node_ready(node: dict[str, Any]) -> bool:
+    for c in (node.get("status") or {}).get("conditions", []):
+        if c.get("type") == "Ready":
+            return bool(c.get("status") == "True")
+    return False
+
+
+def heartbeat_age(node: dict[str, Any], now: datetime) -> float | None:
+    """Seconds since the node's agent last reported, or None if it never did."""
+    for c in (node.get("status") or {}).get("conditions", []):
+        if c.get("type") == "Ready" and c.get("lastHeartbeatTime"):
+            return (now - parse_timestamp(c["lastHeartbeatTime"])).total_seconds()
+    return None

@@ -1,0 +1,108 @@
+"""Admission under the parallel limits, and target choice."""
+
+from __future__ import annotations
+
+import pytest
+
+from livemig.controller.decisions import (
+    EVACUATION,
+    USER,
+    MigrationView,
+    NodeView,
+    Phase,
+    admit,
+    choose_node,
+)
+
+
+def m(key: str, phase: Phase, node: str, priority: int = USER, order: int = 0) -> MigrationView:
+    return MigrationView(key, phase, node, priority, created=f"2026-01-01T00:00:{order:09.6f}Z")
+
+
+def keys(ms: list[MigrationView]) -> list[str]:
+    return [x.key for x in ms]
+
+
+def test_admission_fills_free_cluster_slots_in_creation_order() -> None:
+    ms = [
+        m("a", Phase.RUNNING, "n1"),
+        m("c", Phase.PENDING, "n2", order=3),
+        m("b", Phase.PENDING, "n3", order=2),
+        m("d", Phase.PENDING, "n4", order=4),
+    ]
+    assert keys(admit(ms, per_cluster=3, per_node=2)) == ["b", "c"]
+
+
+def test_per_node_limit_skips_to_another_node() -> None:
+    ms = [
+        m("a", Phase.RUNNING, "n1"),
+        m("b", Phase.PENDING, "n1", order=1),
+        m("c", Phase.PENDING, "n2", order=2),
+    ]
+    assert keys(admit(ms, per_cluster=5, per_node=1)) == ["c"]
+
+
+def test_admitted_ones_count_against_the_limits_immediately() -> None:
+    ms = [m(k, Phase.PENDING, "n1", order=i) for i, k in enumerate("abcd")]
+    assert keys(admit(ms, per_cluster=5, per_node=2)) == ["a", "b"]
+    assert keys(admit(ms, per_cluster=1, per_node=2)) == ["a"]
+
+
+def test_evacuations_go_before_user_requests() -> None:
+    ms = [
+        m("user", Phase.PENDING, "n1", order=1),
+        m("evac", Phase.PENDING, "n2", EVACUATION, order=2),
+    ]
+    assert keys(admit(ms, per_cluster=1, per_node=1)) == ["evac"]
+
+
+@pytest.mark.parametrize(
+    "phase",
+    [Phase.SCHEDULING, Phase.SCHEDULED, Phase.PREPARING_TARGET, Phase.TARGET_READY, Phase.RUNNING],
+)
+def test_every_phase_between_scheduling_and_running_holds_a_slot(phase: Phase) -> None:
+    assert admit([m("a", phase, "n1"), m("b", Phase.PENDING, "n2")], 1, 1) == []
+
+
+@pytest.mark.parametrize("phase", [Phase.SUCCEEDED, Phase.FAILED])
+def test_finished_migrations_free_their_slot(phase: Phase) -> None:
+    assert keys(admit([m("a", phase, "n1"), m("b", Phase.PENDING, "n1")], 1, 1)) == ["b"]
+
+
+GiB = 2**30
+
+
+def node(
+    name: str,
+    used: int = 0,
+    cap: int = 8 * GiB,
+    ready: bool = True,
+    cordoned: bool = False,
+    labels: dict[str, str] | None = None,
+) -> NodeView:
+    return NodeView(name, ready, cordoned, cap, used, labels or {})
+
+
+def test_the_least_loaded_fitting_node_is_chosen() -> None:
+    nodes = [node("n1", used=1 * GiB), node("n2", used=6 * GiB), node("n3", used=2 * GiB)]
+    best, _ = choose_node(nodes, GiB, {}, exclude="n1")
+    assert best is not None and best.name == "n3"
+
+
+def test_no_node_fits_says_why_for_each() -> None:
+    nodes = [
+        node("src"),
+        node("down", ready=False),
+        node("cordoned", cordoned=True),
+        node("full", used=8 * GiB),
+        node("gpu-less"),
+    ]
+    best, why = choose_node(nodes, GiB, {"gpu": "yes"}, exclude="src")
+    assert best is None
+    for text in (
+        "down is not Ready",
+        "cordoned is cordoned",
+        "full has 0 bytes free",
+        "gpu-less does not match nodeSelector",
+    ):
+        assert text in why
