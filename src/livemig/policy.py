@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from livemig.api.models import (
     EvictionStrategy,
@@ -329,6 +330,21 @@ class MigrationConfiguration:
             "allowWorkloadDisruption": self.allow_workload_disruption,
             "network": self.network,
         }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> MigrationConfiguration:
+        """Back from ``as_dict`` (as recorded in a migration's status)."""
+        return cls(
+            bandwidth_per_migration=int(values["bandwidthPerMigration"]),
+            completion_timeout_per_gib=int(values["completionTimeoutPerGiB"]),
+            parallel_migrations_per_cluster=int(values["parallelMigrationsPerCluster"]),
+            parallel_outbound_migrations_per_node=int(values["parallelOutboundMigrationsPerNode"]),
+            progress_timeout=int(values["progressTimeout"]),
+            allow_post_copy=bool(values["allowPostCopy"]),
+            allow_auto_converge=bool(values["allowAutoConverge"]),
+            allow_workload_disruption=bool(values["allowWorkloadDisruption"]),
+            network=values.get("network"),
+        )
 
     def is_default(self, name: str) -> bool:
         return self.sources.get(name) == DEFAULT

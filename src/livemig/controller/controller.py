@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from livemig.api.loading import validate
-from livemig.api.models import VirtualMachine, VirtualMachineInstance
+from livemig.api.models import Resource, VirtualMachine, VirtualMachineInstance
 from livemig.client import ApiClient
 from livemig.clock import Clock
 from livemig.controller.decisions import (
@@ -331,9 +331,10 @@ class Controller:
 
         return await self._modify(VMIM, name, ns, pending) or raw
 
-    def _inventory(self, objs: dict[str, list[dict[str, Any]]]) -> Inventory:
+    def _inventory(self, objs: dict[str, list[dict[str, Any]]], *more: Resource) -> Inventory:
+        """Cluster settings, policies and namespaces (plus ``more``) for policy resolution."""
         kinds = ("HyperConverged", "KubeVirt", "MigrationPolicy", "Namespace")
-        return Inventory.from_objects(validate(o) for k in kinds for o in objs[k])
+        return Inventory.from_objects([*(validate(o) for k in kinds for o in objs[k]), *more])
 
     async def _schedule(
         self,
@@ -362,7 +363,7 @@ class Controller:
             await self._modify(VMIM, name, ns, unschedulable)
             return
         # The policy is resolved when the migration starts, and recorded (SPEC §3).
-        inventory = self._inventory({**objs, VMI: [vmi_raw]})
+        inventory = self._inventory(objs, vmi)
         ((_, resolution),) = inventory.resolve_all(
             inventory.select([vmi.name], vmi.namespace), self.precedence
         )

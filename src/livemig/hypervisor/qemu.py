@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ class QemuVM:
         self._migration_started: float | None = None
         self.working_set = spec.working_set if spec.disk is None else 0
         self.listen_uri: str | None = None  # an incoming VM's actual migration address
+        self._adopted_pid: int | None = None  # set when attached to a QEMU we did not start
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -67,7 +69,28 @@ class QemuVM:
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process else None
+        if self.process is not None:
+            return self.process.pid
+        return self._adopted_pid
+
+    def alive(self) -> bool:
+        if self.process is not None:
+            return self.process.returncode is None
+        return self._adopted_pid is not None and _pid_alive(self._adopted_pid)
+
+    @classmethod
+    async def attach(cls, spec: VMSpec, folder: Path, clock: Clock) -> QemuVM:
+        """Take over a QEMU this process did not start (an agent restarting), by its folder."""
+        vm = cls(spec, folder, clock)
+        pid_file = folder / "pid"
+        try:
+            vm._adopted_pid = int(pid_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise HypervisorError(f"{spec.name}: no QEMU to adopt in {folder}: {exc}") from exc
+        if not vm.alive():
+            raise HypervisorError(f"{spec.name}: QEMU {vm._adopted_pid} is gone")
+        await vm._connect()
+        return vm
 
     async def launch(self, binary: str, accel: str, incoming: bool) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -103,16 +126,14 @@ class QemuVM:
             )
         finally:
             stderr.close()
+        (self.folder / "pid").write_text(str(self.process.pid))
         await self._connect()
 
     async def _connect(self) -> None:
         deadline = self.clock.now() + BOOT_TIMEOUT
         while True:
-            if self.process and self.process.returncode is not None:
-                raise HypervisorError(
-                    f"QEMU for {self.name} exited with {self.process.returncode}: "
-                    f"{self._log_tail()}"
-                )
+            if not self.alive():
+                raise HypervisorError(f"QEMU for {self.name} exited: {self._log_tail()}")
             # Connect only once the socket exists: every failed QMPClient.connect leaves
             # internal tasks behind in qemu.qmp.
             if self.qmp_path.exists() and self.serial_path.exists():
@@ -171,6 +192,21 @@ class QemuVM:
         if self.qmp.runstate.name == "RUNNING":
             with contextlib.suppress(QMPError, OSError, EOFError):
                 await self.qmp.execute("quit")
+        await self.detach()
+        if self.process is not None and self.process.returncode is None:
+            try:
+                await self.clock.wait_for(self.process.wait(), 5)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        elif self._adopted_pid is not None:
+            deadline = self.clock.now() + 5
+            while _pid_alive(self._adopted_pid) and self.clock.now() < deadline:
+                await self.clock.sleep(0.02)
+            self.kill()
+
+    async def detach(self) -> None:
+        """Let go of QMP and the console but leave QEMU running (an agent restarting)."""
         with contextlib.suppress(QMPError, OSError, EOFError):
             await self.qmp.disconnect()
         for task in self._tasks:
@@ -182,17 +218,13 @@ class QemuVM:
         if self._serial_writer is not None:
             self._serial_writer.close()
             self._serial_writer = None
-        if self.process and self.process.returncode is None:
-            try:
-                await self.clock.wait_for(self.process.wait(), 5)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
 
     def kill(self) -> None:
         """SIGKILL the QEMU process (tests use it to lose a target)."""
-        if self.process and self.process.returncode is None:
+        if self.process is not None and self.process.returncode is None:
             self.process.kill()
+        elif self._adopted_pid is not None and _pid_alive(self._adopted_pid):
+            os.kill(self._adopted_pid, signal.SIGKILL)
 
     # --- QMP -------------------------------------------------------------------------------
 
@@ -410,6 +442,15 @@ class QemuHypervisor:
             await vm.stop()
             raise
         return vm
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 async def kvm_works(binary: str, scratch: Path) -> bool:

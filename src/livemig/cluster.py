@@ -1,0 +1,133 @@
+"""A whole livemig cluster in one process (``livemig up``): store, API server, controller and N
+node agents. The agents still run real QEMU processes; state lives in one folder."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+
+from livemig.agent.agent import NodeAgent
+from livemig.client import ApiClient
+from livemig.clock import Clock, RealClock
+from livemig.controller.controller import Controller
+from livemig.server.run import RunningServer, ensure_token, start_server
+from livemig.store.sqlite import SQLiteStore
+
+log = logging.getLogger(__name__)
+ENDPOINT_FILE = "endpoint.json"
+
+
+def default_state_dir() -> Path:
+    """$LIVEMIG_STATE, else ~/.local/state/livemig — where the CLI looks for a cluster."""
+    env = os.environ.get("LIVEMIG_STATE")
+    if env:
+        return Path(env)
+    return Path.home() / ".local" / "state" / "livemig"
+
+
+def find_cluster(state_dir: Path | None = None) -> tuple[str, str]:
+    """(URL, token) of the cluster whose state is in ``state_dir``."""
+    folder = state_dir or default_state_dir()
+    try:
+        endpoint = json.loads((folder / ENDPOINT_FILE).read_text())
+        token = (folder / "token").read_text().strip()
+    except (OSError, ValueError) as exc:
+        raise FileNotFoundError(
+            f"no livemig cluster found in {folder} (start one with `livemig up`, or pass "
+            "--server and --token)"
+        ) from exc
+    return str(endpoint["url"]), token
+
+
+class LocalCluster:
+    def __init__(
+        self,
+        state_dir: Path,
+        nodes: int = 3,
+        port: int = 0,
+        clock: Clock | None = None,
+        node_memory: int = 4 * 2**30,
+        heartbeat_timeout: float = 10.0,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.node_names = [f"node-{i + 1}" for i in range(nodes)]
+        self.port = port
+        self.clock = clock or RealClock()
+        self.node_memory = node_memory
+        self.heartbeat_timeout = heartbeat_timeout
+        self.store: SQLiteStore | None = None
+        self.server: RunningServer | None = None
+        self.clients: list[ApiClient] = []
+        self.agents: list[NodeAgent] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self.controller_task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+    def client(self) -> ApiClient:
+        c = ApiClient(self.url, self.token)
+        self.clients.append(c)
+        return c
+
+    async def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = SQLiteStore(self.state_dir / "livemig.db")
+        self.token = ensure_token(self.state_dir)
+        self.server = await start_server(self.store, self.token, port=self.port)
+        (self.state_dir / ENDPOINT_FILE).write_text(json.dumps({"url": self.server.url}))
+        self.start_controller()
+        for name in self.node_names:
+            self.start_agent(name)
+
+    def start_controller(self) -> None:
+        controller = Controller(self.client(), self.clock, heartbeat_timeout=self.heartbeat_timeout)
+        self.controller_task = asyncio.create_task(controller.run())
+
+    async def stop_controller(self) -> None:
+        if self.controller_task is not None:
+            self.controller_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.controller_task
+            self.controller_task = None
+
+    def start_agent(self, name: str) -> NodeAgent:
+        agent = NodeAgent(
+            self.client(),
+            name,
+            self.state_dir / "nodes" / name,
+            self.clock,
+            memory_capacity=self.node_memory,
+        )
+        self.agents.append(agent)
+        self.tasks.append(asyncio.create_task(agent.run(), name=f"agent-{name}"))
+        return agent
+
+    async def stop_agent(self, agent: NodeAgent, stop_vms: bool) -> None:
+        index = self.agents.index(agent)
+        task = self.tasks.pop(index)
+        self.agents.pop(index)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await agent.shutdown(stop_vms)
+
+    async def stop(self, stop_vms: bool = True) -> None:
+        """Stop everything; with ``stop_vms`` no QEMU is left running."""
+        await self.stop_controller()
+        for agent in list(self.agents):
+            await self.stop_agent(agent, stop_vms)
+        for c in self.clients:
+            await c.close()
+        if self.server is not None:
+            await self.server.stop()
+        if self.store is not None:
+            self.store.close()
+        with contextlib.suppress(OSError):
+            (self.state_dir / ENDPOINT_FILE).unlink()
