@@ -202,3 +202,12 @@ def lint_codes() -> None:
     """List every lint code with its severity and meaning."""
     for code, (severity, title) in CODES.items():
         show(f"{code}  {severity.value:<7}  {title}")
+
+
+# The cluster commands live in their own module; registering them here keeps one `livemig`.
+from livemig.cli.cluster_cmds import configure_logging, register  # noqa: E402
+from livemig.cli.demo import register_demo  # noqa: E402
+
+register(app)
+register_demo(app)
+configure_logging()

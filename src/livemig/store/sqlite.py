@@ -51,8 +51,7 @@ class SQLiteStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
-        self._changed: asyncio.Condition | None = None
-        self._wakers: set[asyncio.Task[None]] = set()
+        self._changed: asyncio.Event | None = None
 
     def close(self) -> None:
         self._db.close()
@@ -191,26 +190,16 @@ class SQLiteStore:
 
     # --- watch ---------------------------------------------------------------------------
 
-    def _condition(self) -> asyncio.Condition:
-        if self._changed is None:
-            self._changed = asyncio.Condition()
-        return self._changed
-
     def _notify(self) -> None:
-        cond = self._changed
-        if cond is None:
-            return
+        # Wake this process's watchers: set the event they wait on, and start a new one.
+        woken, self._changed = self._changed, None
+        if woken is not None:
+            woken.set()
 
-        async def wake() -> None:
-            async with cond:
-                cond.notify_all()
-
-        try:
-            task = asyncio.get_running_loop().create_task(wake())
-        except RuntimeError:
-            return  # no loop: nobody can be watching in this process
-        self._wakers.add(task)
-        task.add_done_callback(self._wakers.discard)
+    def _change_event(self) -> asyncio.Event:
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        return self._changed
 
     def changes_since(self, since: int, kind: str | None = None) -> Events:
         oldest = self._db.execute("SELECT MIN(revision) FROM changes").fetchone()[0]
@@ -225,7 +214,6 @@ class SQLiteStore:
         return [WatchEvent(int(r[0]), r[1], json.loads(r[2])) for r in rows]
 
     async def watch(self, since: int, kind: str | None = None) -> AsyncIterator[WatchEvent]:
-        cond = self._condition()
         while True:
             events = self.changes_since(since, kind)
             for event in events:
@@ -233,6 +221,8 @@ class SQLiteStore:
                 since = event.revision
             if not events:
                 # Woken by our own writes; the timeout catches other processes' writes.
-                async with cond:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(cond.wait(), POLL_INTERVAL)
+                changed = self._change_event()
+                if self.changes_since(since, kind):
+                    continue  # written between our read and our wait
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), POLL_INTERVAL)

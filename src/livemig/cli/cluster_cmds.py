@@ -1,0 +1,560 @@
+"""The cluster commands: up, server, controller, agent, apply, get, describe, delete, migrate,
+migrate-cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from livemig.api.loading import load_paths
+from livemig.api.models import resolve_kind, to_dict
+from livemig.api.quantity import human_bytes, parse_quantity
+from livemig.client import ApiClient
+from livemig.clock import RealClock
+from livemig.cluster import LocalCluster, default_state_dir, find_cluster
+from livemig.errors import AlreadyExists, LivemigError, LoadError, NotFound
+
+T = TypeVar("T")
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 4000)
+err = Console(stderr=True, highlight=False)
+
+StateOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state",
+        metavar="DIR",
+        help="Cluster state folder (default: $LIVEMIG_STATE or ~/.local/state/livemig).",
+    ),
+]
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        metavar="URL",
+        envvar="LIVEMIG_SERVER",
+        help="API server URL (default: the local `livemig up` cluster).",
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        metavar="TOKEN",
+        envvar="LIVEMIG_TOKEN",
+        help="Bearer token (default: the local cluster's token file).",
+    ),
+]
+NamespaceOption = Annotated[str | None, typer.Option("-n", "--namespace", metavar="NS")]
+
+
+def run_async(coro: Awaitable[T]) -> T:
+    """Run a command's coroutine; livemig errors become one clear line and exit status 1."""
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except LoadError as exc:
+        for p in exc.problems:
+            err.print(f"error: {p}", markup=False)
+        raise typer.Exit(1) from exc
+    except (LivemigError, FileNotFoundError) as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from exc
+
+
+def connect(server: str | None, token: str | None, state: Path | None) -> ApiClient:
+    if server is None or token is None:
+        url, found_token = find_cluster(state)
+        server, token = server or url, token or found_token
+    return ApiClient(server, token)
+
+
+def _serve_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    run_async(runner())
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def up(
+        nodes: Annotated[int, typer.Option(min=1, help="Node agents to run.")] = 3,
+        state: StateOption = None,
+        port: Annotated[int, typer.Option(help="API port on 127.0.0.1 (0: any free).")] = 0,
+        node_memory: Annotated[str, typer.Option(help="Memory each node offers.")] = "4Gi",
+    ) -> None:
+        """Run a whole cluster in this process: API server, controller and N node agents.
+
+        VMs run as real QEMU processes. The CLI finds this cluster without flags. Ctrl-C stops
+        everything, VMs included.
+        """
+        folder = state or default_state_dir()
+
+        async def main(stop: asyncio.Event) -> None:
+            cluster = LocalCluster(
+                folder, nodes, port, node_memory=parse_quantity(node_memory).to_bytes()
+            )
+            await cluster.start()
+            out.print(f"livemig up: {cluster.url} ({nodes} nodes), state in {folder}")
+            out.print(
+                "Try: livemig apply -f VM.yaml; livemig get vmis; livemig migrate VMI "
+                "--wait. Ctrl-C stops the cluster."
+            )
+            try:
+                await stop.wait()
+            finally:
+                out.print("stopping: VMs, agents, controller, server")
+                await cluster.stop(stop_vms=True)
+
+        _serve_until_signal(main)
+
+    @app.command()
+    def server(
+        state: StateOption = None,
+        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port (0: any free).")] = 8443,
+        no_controller: Annotated[
+            bool, typer.Option("--no-controller", help="Do not run the migration controller here.")
+        ] = False,
+    ) -> None:
+        """Run the API server (and the controller) over a SQLite store in the state folder."""
+        from livemig.controller.controller import Controller
+        from livemig.server.run import ensure_token, start_server
+        from livemig.store.sqlite import SQLiteStore
+
+        folder = state or default_state_dir()
+
+        async def main(stop: asyncio.Event) -> None:
+            store = SQLiteStore(folder / "livemig.db")
+            token = ensure_token(folder)
+            running = await start_server(store, token, host, port)
+            (folder / "endpoint.json").write_text(json.dumps({"url": running.url}))
+            out.print(f"livemig server on {running.url}; token in {folder / 'token'}")
+            tasks = []
+            client = ApiClient(running.url, token)
+            if not no_controller:
+                tasks.append(asyncio.create_task(Controller(client, RealClock()).run()))
+            try:
+                await stop.wait()
+            finally:
+                for t in tasks:
+                    t.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
+                await client.close()
+                await running.stop()
+
+        _serve_until_signal(main)
+
+    @app.command()
+    def controller(
+        server: ServerOption = None, token: TokenOption = None, state: StateOption = None
+    ) -> None:
+        """Run the migration controller against an API server."""
+        from livemig.controller.controller import Controller
+
+        async def main(stop: asyncio.Event) -> None:
+            async with connect(server, token, state) as client:
+                task = asyncio.create_task(Controller(client, RealClock()).run())
+                await stop.wait()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+        _serve_until_signal(main)
+
+    @app.command()
+    def agent(
+        node: Annotated[str, typer.Option("--node", help="This node's name.")],
+        server: ServerOption = None,
+        token: TokenOption = None,
+        state: StateOption = None,
+        memory: Annotated[str, typer.Option(help="Memory this node offers to VMs.")] = "8Gi",
+        address: Annotated[
+            str,
+            typer.Option(
+                help="Address incoming migrations connect to (the migration network's, if any)."
+            ),
+        ] = "127.0.0.1",
+    ) -> None:
+        """Run a node agent: this node's VMs as QEMU processes, and their migrations.
+
+        Stopping the agent leaves its VMs running; a new agent re-adopts them.
+        """
+        from livemig.agent.agent import NodeAgent
+
+        folder = (state or default_state_dir()) / "nodes" / node
+
+        async def main(stop: asyncio.Event) -> None:
+            async with connect(server, token, state) as client:
+                the_agent = NodeAgent(
+                    client,
+                    node,
+                    folder,
+                    RealClock(),
+                    memory_capacity=parse_quantity(memory).to_bytes(),
+                    address=address,
+                )
+                task = asyncio.create_task(the_agent.run())
+                await stop.wait()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await the_agent.shutdown(stop_vms=False)
+
+        _serve_until_signal(main)
+
+    @app.command()
+    def apply(
+        files: Annotated[
+            list[str],
+            typer.Option(
+                "-f", "--filename", metavar="PATH", help="File, folder or - (repeatable)."
+            ),
+        ],
+        server: ServerOption = None,
+        token: TokenOption = None,
+        state: StateOption = None,
+    ) -> None:
+        """Create or update objects. Everything is validated first: one bad object and
+        nothing is sent."""
+        loaded = load_paths(files) if files else None
+        if loaded is None:
+            raise typer.Exit(0)
+
+        async def main() -> None:
+            async with connect(server, token, state) as client:
+                for item in loaded.objects:
+                    obj = to_dict(item.obj)
+                    verb = await _create_or_update(client, obj)
+                    out.print(f"{item.obj.ref} {verb}")
+
+        run_async(main())
+
+    @app.command()
+    def get(
+        kind: Annotated[str, typer.Argument(help="vms, vmis, migrations, policies, nodes, …")],
+        name: Annotated[str | None, typer.Argument(help="One object.")] = None,
+        namespace: NamespaceOption = None,
+        output: Annotated[
+            str, typer.Option("-o", "--output", help="table, wide, yaml or json.")
+        ] = "table",
+        watch: Annotated[
+            bool, typer.Option("-w", "--watch", help="Keep printing changes.")
+        ] = False,
+        server: ServerOption = None,
+        token: TokenOption = None,
+        state: StateOption = None,
+    ) -> None:
+        """List objects (or show one)."""
+        cls = resolve_kind(kind)
+        if cls is None:
+            err.print(f"error: unknown kind {kind!r}")
+            raise typer.Exit(1)
+
+        async def main() -> None:
+            async with connect(server, token, state) as client:
+                if name:
+                    items = [await client.get(cls.KIND, name, namespace)]
+                    rev = 0
+                else:
+                    items, rev = await client.list(cls.KIND, namespace)
+                _print_objects(cls.KIND, items, output)
+                if watch:
+                    async for event in client.watch(cls.KIND, rev, namespace):
+                        if name and event.object["metadata"]["name"] != name:
+                            continue
+                        _print_objects(cls.KIND, [event.object], output, header=False)
+
+        run_async(main())
+
+    @app.command()
+    def describe(
+        kind: str,
+        name: str,
+        namespace: NamespaceOption = None,
+        server: ServerOption = None,
+        token: TokenOption = None,
+        state: StateOption = None,
+    ) -> None:
+        """Show one object in full: spec, status, conditions and migration state."""
+        cls = resolve_kind(kind)
+        if cls is None:
+            err.print(f"error: unknown kind {kind!r}")
+            raise typer.Exit(1)
+
+        async def main() -> None:
+            async with connect(server, token, state) as client:
+                obj = await client.get(cls.KIND, name, namespace)
+                sys.stdout.write(yaml.safe_dump(obj, sort_keys=False))
+
+        run_async(main())
+
+    @app.command()
+    def delete(
+        kind: str,
+        name: str,
+        namespace: NamespaceOption = None,
+        server: ServerOption = None,
+        token: TokenOption = None,
+        state: StateOption = None,
+    ) -> None:
+        """Delete an object (deleting an unfinished migration cancels it)."""
+        cls = resolve_kind(kind)
+        if cls is None:
+            err.print(f"error: unknown kind {kind!r}")
+            raise typer.Exit(1)
+
+        async def main() -> None:
+            async with connect(server, token, state) as client:
+                await client.delete(cls.KIND, name, namespace)
+                out.print(f"{cls.KIND}/{name} deleted")
+
+        run_async(main())
+
+    @app.command()
+    def migrate(
+        vmi: Annotated[str, typer.Argument(help="The VMI to move.")],
+        namespace: NamespaceOption = None,
+        wait: Annotated[
+            bool, typer.Option("--wait", help="Follow it with a progress bar.")
+        ] = False,
+        server: ServerOption = None,
+        token: TokenOption = None,
+        state: StateOption = None,
+    ) -> None:
+        """Live-migrate a VMI (creates a VirtualMachineInstanceMigration)."""
+        ns = namespace or "default"
+
+        async def main() -> dict[str, Any]:
+            async with connect(server, token, state) as client:
+                await client.get("VirtualMachineInstance", vmi, ns)  # a clear NotFound
+                name = f"{vmi}-migration-{secrets.token_hex(3)}"
+                await client.create(
+                    {
+                        "apiVersion": "kubevirt.io/v1",
+                        "kind": "VirtualMachineInstanceMigration",
+                        "metadata": {"name": name, "namespace": ns},
+                        "spec": {"vmiName": vmi},
+                    }
+                )
+                out.print(f"VirtualMachineInstanceMigration/{ns}/{name} created")
+                if not wait:
+                    return {}
+                return await follow(client, ns, [name])
+
+        result = run_async(main())
+        if wait and any(m.get("status", {}).get("phase") != "Succeeded" for m in result.values()):
+            raise typer.Exit(1)
+
+    @app.command(name="migrate-cancel")
+    def migrate_cancel(
+        vmi: str,
+        namespace: NamespaceOption = None,
+        server: ServerOption = None,
+        token: TokenOption = None,
+        state: StateOption = None,
+    ) -> None:
+        """Cancel a VMI's unfinished migration; the VM keeps running on its source."""
+        ns = namespace or "default"
+
+        async def main() -> None:
+            async with connect(server, token, state) as client:
+                items, _ = await client.list("VirtualMachineInstanceMigration", ns)
+                live = [
+                    m
+                    for m in items
+                    if m["spec"]["vmiName"] == vmi
+                    and (m.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+                ]
+                if not live:
+                    raise NotFound(f"VirtualMachineInstance {ns}/{vmi} has no unfinished migration")
+                await client.delete(
+                    "VirtualMachineInstanceMigration", live[0]["metadata"]["name"], ns
+                )
+                out.print(f"migration {live[0]['metadata']['name']} cancelled")
+
+        run_async(main())
+
+
+async def _create_or_update(client: ApiClient, obj: dict[str, Any]) -> str:
+    try:
+        await client.create(obj)
+        return "created"
+    except AlreadyExists:
+        meta = obj["metadata"]
+
+        def replace(current: dict[str, Any]) -> dict[str, Any]:
+            new = dict(obj)
+            new["metadata"] = {**meta, "resourceVersion": current["metadata"]["resourceVersion"]}
+            if "status" in current and "status" not in new:
+                new["status"] = current["status"]
+            return new
+
+        await client.modify(obj["kind"], meta["name"], meta.get("namespace"), replace)
+        return "configured"
+
+
+# --- printing -------------------------------------------------------------------------------
+
+
+def _age(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"].get("creationTimestamp", ""))[:19]
+
+
+def _columns(kind: str, obj: dict[str, Any], wide: bool) -> list[str]:
+    meta, status = obj["metadata"], obj.get("status") or {}
+    if kind == "VirtualMachineInstanceMigration":
+        state = status.get("migrationState") or {}
+        cols = [
+            meta["namespace"],
+            meta["name"],
+            obj["spec"]["vmiName"],
+            status.get("phase", "Pending"),
+            state.get("sourceNode") or "",
+            state.get("targetNode") or "",
+            state.get("mode") or "",
+            state.get("migrationPolicyName") or "",
+        ]
+        if wide:
+            cols += [state.get("failureReason") or ""]
+        return cols
+    if kind == "VirtualMachineInstance":
+        return [
+            meta["namespace"],
+            meta["name"],
+            status.get("phase", "Pending"),
+            status.get("nodeName") or "",
+        ]
+    if kind == "VirtualMachine":
+        return [
+            meta["namespace"],
+            meta["name"],
+            obj["spec"].get("runStrategy") or str(obj["spec"].get("running")),
+        ]
+    if kind == "Node":
+        ready = next(
+            (c["status"] for c in status.get("conditions", []) if c["type"] == "Ready"), "Unknown"
+        )
+        cordon = " (cordoned)" if (obj.get("spec") or {}).get("unschedulable") else ""
+        mem = (status.get("capacity") or {}).get("memoryBytes", 0)
+        return [
+            meta["name"],
+            f"{'Ready' if ready == 'True' else 'NotReady'}{cordon}",
+            human_bytes(mem),
+        ]
+    return [meta.get("namespace") or "", meta["name"], _age(obj)]
+
+
+_HEADERS = {
+    "VirtualMachineInstanceMigration": [
+        "NAMESPACE",
+        "NAME",
+        "VMI",
+        "PHASE",
+        "SOURCE",
+        "TARGET",
+        "MODE",
+        "POLICY",
+    ],
+    "VirtualMachineInstance": ["NAMESPACE", "NAME", "PHASE", "NODE"],
+    "VirtualMachine": ["NAMESPACE", "NAME", "RUN"],
+    "Node": ["NAME", "STATUS", "MEMORY"],
+}
+
+
+def _print_objects(
+    kind: str, items: list[dict[str, Any]], output: str, header: bool = True
+) -> None:
+    if output in ("yaml", "json"):
+        data: Any = (
+            items[0] if len(items) == 1 else {"apiVersion": "v1", "kind": "List", "items": items}
+        )
+        text = (
+            json.dumps(data, indent=2) + "\n"
+            if output == "json"
+            else yaml.safe_dump(data, sort_keys=False)
+        )
+        sys.stdout.write(text)
+        return
+    wide = output == "wide"
+    headers = list(_HEADERS.get(kind, ["NAMESPACE", "NAME", "CREATED"]))
+    if wide and kind == "VirtualMachineInstanceMigration":
+        headers.append("REASON")
+    table = Table(box=None, show_header=header, pad_edge=False, padding=(0, 2))
+    for h in headers:
+        table.add_column(h)
+    for obj in items:
+        table.add_row(*_columns(kind, obj, wide))
+    out.print(table)
+
+
+# --- following migrations ---------------------------------------------------------------
+
+
+async def follow(client: ApiClient, namespace: str, names: list[str]) -> dict[str, Any]:
+    """Live progress bars until every named migration has finished; their last states."""
+    done: dict[str, Any] = {}
+    with Progress(
+        TextColumn("{task.fields[vm]:<16}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[detail]}"),
+        console=out,
+        transient=False,
+    ) as progress:
+        bars = {n: progress.add_task(n, total=100, vm=n, detail="Pending") for n in names}
+        while len(done) < len(names):
+            for n in names:
+                if n in done:
+                    continue
+                try:
+                    m = await client.get("VirtualMachineInstanceMigration", n, namespace)
+                except NotFound:
+                    done[n] = {"status": {"phase": "Deleted"}}
+                    continue
+                status = m.get("status") or {}
+                state = status.get("migrationState") or {}
+                phase = status.get("phase", "Pending")
+                total = state.get("dataTotalBytes") or 0
+                remaining = state.get("dataRemainingBytes") or 0
+                pct = (
+                    100.0
+                    if phase == "Succeeded"
+                    else (100 * (total - remaining) / total if total else 0)
+                )
+                rate = state.get("transferRateBytesPerSecond") or 0
+                detail = (
+                    f"{phase} {state.get('mode', '')} "
+                    f"{human_bytes(rate)}/s left {human_bytes(remaining)} "
+                    f"policy {state.get('migrationPolicyName') or '-'}"
+                )
+                if phase == "Failed":
+                    detail += f" — {state.get('failureReason')}"
+                progress.update(bars[n], completed=pct, vm=m["spec"]["vmiName"], detail=detail)
+                if phase in ("Succeeded", "Failed"):
+                    done[n] = m
+            await RealClock().sleep(0.5)
+    return done
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)

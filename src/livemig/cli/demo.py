@@ -1,0 +1,231 @@
+"""`livemig demo`: a 3-node cluster, the document's settings, six VMs, one node drained."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from livemig.api.loading import LoadResult, load_text
+from livemig.api.models import to_dict
+from livemig.api.quantity import human_bytes
+from livemig.client import ApiClient
+from livemig.clock import RealClock
+from livemig.cluster import LocalCluster
+from livemig.controller.controller import PRIORITY_ANNOTATION
+from livemig.errors import LivemigError
+
+from .cluster_cmds import follow, out, run_async
+
+NAMESPACE = "default"
+DRAINED = "node-1"
+clock = RealClock()
+
+SETTINGS = """
+# The cluster settings of the document's 9.2.1, with two policies in the spirit of 9.2.2 and
+# 9.2.4: heavy database VMs may switch to post-copy; web VMs get more bandwidth.
+apiVersion: hco.kubevirt.io/v1beta1
+kind: HyperConverged
+metadata: {name: kubevirt-hyperconverged, namespace: openshift-cnv}
+spec:
+  liveMigrationConfig:
+    bandwidthPerMigration: 64Mi
+    completionTimeoutPerGiB: 800
+    parallelMigrationsPerCluster: 5
+    parallelOutboundMigrationsPerNode: 2
+    progressTimeout: 150
+    allowPostCopy: false
+---
+apiVersion: migrations.kubevirt.io/v1alpha1
+kind: MigrationPolicy
+metadata: {name: heavy-workloads}
+spec:
+  allowPostCopy: true
+  bandwidthPerMigration: 32Mi
+  completionTimeoutPerGiB: 20
+  selectors:
+    virtualMachineInstanceSelector: {workload: database}
+---
+apiVersion: migrations.kubevirt.io/v1alpha1
+kind: MigrationPolicy
+metadata: {name: web-tier}
+spec:
+  allowAutoConverge: true
+  bandwidthPerMigration: 128Mi
+  selectors:
+    virtualMachineInstanceSelector: {tier: web}
+"""
+
+VM = """
+---
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {{name: {name}, namespace: default}}
+spec:
+  runStrategy: Always
+  template:
+    metadata:
+      labels: {labels}
+      annotations:
+        livemig.io/dirty-rate: "{rate}"
+        livemig.io/working-set: "{ws}"
+    spec:
+      domain:
+        memory: {{guest: 128Mi}}
+        devices: {{}}
+      volumes:
+      - name: root
+        containerDisk: {{image: livemig/test-guest}}
+"""
+
+VMS = [  # name, labels, dirty rate, working set
+    ("db-heavy", "{workload: database}", "96Mi", "48Mi"),
+    ("db-light", "{workload: database}", "1Mi", "32Mi"),
+    ("web-1", "{tier: web}", "4Mi", "32Mi"),
+    ("web-2", "{tier: web}", "4Mi", "32Mi"),
+    ("batch-1", "{app: batch}", "8Mi", "64Mi"),
+    ("idle-1", "{app: idle}", "0", "16Mi"),
+]
+
+
+def manifests() -> LoadResult:
+    text = SETTINGS + "".join(
+        VM.format(name=n, labels=labels, rate=rate, ws=ws) for n, labels, rate, ws in VMS
+    )
+    result = LoadResult()
+    problems = load_text(text, "<demo>", result)
+    assert not problems, problems
+    return result
+
+
+async def set_cordon(client: ApiClient, node: str, cordoned: bool) -> None:
+    def change(o: dict[str, Any]) -> dict[str, Any]:
+        o.setdefault("spec", {})["unschedulable"] = cordoned
+        return o
+
+    await client.modify("Node", node, None, change)
+
+
+async def wait_for(what: str, check: Any, within: float) -> None:
+    deadline = clock.now() + within
+    while not await check():
+        if clock.now() > deadline:
+            raise LivemigError(f"demo: timed out waiting for {what}")
+        await clock.sleep(0.2)
+
+
+async def demo(state: Path) -> None:
+    cluster = LocalCluster(state, nodes=3, node_memory=2 * 2**30)
+    await cluster.start()
+    client = cluster.client()
+    try:
+        nodes = cluster.node_names
+        out.print(f"[bold]1.[/] cluster up at {cluster.url}: {', '.join(nodes)}")
+
+        async def nodes_ready() -> bool:
+            items, _ = await client.list("Node")
+            return len(items) == len(nodes)
+
+        await wait_for("the nodes to report", nodes_ready, 30)
+        for other in nodes[1:]:
+            await set_cordon(client, other, True)  # so every VM starts on node-1
+        for item in manifests().objects:
+            await client.create(to_dict(item.obj))
+        out.print(
+            "[bold]2.[/] applied HyperConverged, MigrationPolicies heavy-workloads and "
+            f"web-tier, and {len(VMS)} VMs with different dirty rates"
+        )
+
+        async def all_running() -> bool:
+            items, _ = await client.list("VirtualMachineInstance", NAMESPACE)
+            return len(items) == len(VMS) and all(
+                (i.get("status") or {}).get("phase") == "Running" for i in items
+            )
+
+        await wait_for("the VMs to boot", all_running, 60)
+        out.print(f"[bold]3.[/] all {len(VMS)} VMs run on {DRAINED} (real QEMU processes)")
+        await set_cordon(client, DRAINED, True)
+        for other in nodes[1:]:
+            await set_cordon(client, other, False)
+        names = []
+        for vm_name, *_ in VMS:
+            name = f"{vm_name}-evacuation"
+            await client.create(
+                {
+                    "apiVersion": "kubevirt.io/v1",
+                    "kind": "VirtualMachineInstanceMigration",
+                    "metadata": {
+                        "name": name,
+                        "namespace": NAMESPACE,
+                        "annotations": {PRIORITY_ANNOTATION: "evacuation"},
+                    },
+                    "spec": {"vmiName": vm_name},
+                }
+            )
+            names.append(name)
+        out.print(
+            f"[bold]4.[/] cordoned {DRAINED} and asked to migrate every VM off it "
+            "(at most 2 at a time leave one node)"
+        )
+        results = await follow(client, NAMESPACE, names)
+        table = Table(title="migrations off " + DRAINED)
+        for col in ("VM", "POLICY", "MODE", "DURATION", "DOWNTIME", "TARGET", "OUTCOME"):
+            table.add_column(col)
+        for name in names:
+            m = results[name]
+            status = m.get("status") or {}
+            st = status.get("migrationState") or {}
+            outcome = status.get("phase", "?")
+            if outcome == "Failed":
+                outcome += f": {st.get('failureReason')}"
+            table.add_row(
+                m["spec"]["vmiName"],
+                st.get("migrationPolicyName") or "(cluster settings)",
+                st.get("mode", ""),
+                f"{st.get('durationSeconds', 0):.2f} s",
+                f"{st.get('downtimeMs') or 0} ms",
+                st.get("targetNode", ""),
+                outcome,
+            )
+        out.print(table)
+        total = sum(
+            int(
+                (results[n].get("status") or {}).get("migrationState", {}).get("dataProcessedBytes")
+                or 0
+            )
+            for n in names
+        )
+        vmis, _ = await client.list("VirtualMachineInstance", NAMESPACE)
+        left = [v["metadata"]["name"] for v in vmis
+                if (v.get("status") or {}).get("nodeName") == DRAINED]
+        out.print(f"moved {human_bytes(total)} in total; " + (
+            f"{DRAINED} now runs no VM" if not left else f"still on {DRAINED}: {left}"))
+    finally:
+        out.print("[bold]5.[/] stopping the cluster: VMs, agents, controller, server")
+        await cluster.stop(stop_vms=True)
+
+
+def register_demo(app: typer.Typer) -> None:
+    @app.command(name="demo")
+    def demo_command(
+        state: Annotated[
+            Path | None,
+            typer.Option(
+                "--state",
+                metavar="DIR",
+                help="Keep the cluster's state here (default: a "
+                "temporary folder, removed afterwards).",
+            ),
+        ] = None,
+    ) -> None:
+        """Start a 3-node cluster, apply the document's settings and two policies, boot six
+        test-guest VMs, migrate all of them off one node with live progress, show a table,
+        and shut everything down (no QEMU left)."""
+        if state is not None:
+            run_async(demo(state))
+            return
+        with tempfile.TemporaryDirectory(prefix="livemig-demo-") as tmp:
+            run_async(demo(Path(tmp)))
