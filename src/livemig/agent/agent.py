@@ -419,7 +419,14 @@ class NodeAgent:
             present.add(mkey)
             status = m.get("status") or {}
             state = status.get("migrationState") or {}
-            if state.get("sourceNode") != self.node or mkey in self.outgoing:
+            if state.get("sourceNode") != self.node:
+                continue
+            out = self.outgoing.get(mkey)
+            if out is not None:
+                if status.get("phase") == Phase.FAILED and not out.task.done():
+                    # The controller gave up on it (a node stopped reporting): abort.
+                    with contextlib.suppress(CancelRefused):
+                        out.runner.cancel()
                 continue
             if status.get("phase") == Phase.TARGET_READY:
                 await self._start_outgoing(m, mkey, state)
@@ -485,6 +492,7 @@ class NodeAgent:
             result = await runner.run()
         except LivemigError as exc:
             await self._finish(mkey[0], mkey[1], None, f"migration broke: {exc}")
+            self.outgoing.pop(mkey, None)
             return
         finally:
             out = self.outgoing.get(mkey)
@@ -493,16 +501,32 @@ class NodeAgent:
                     await out.report
         target = (m["status"]["migrationState"] or {}).get("targetNode")
         vmi_key = (mkey[0], m["spec"]["vmiName"])
-        if result.succeeded:
+        handed = result.succeeded and await self._still_wanted(mkey)
+        if handed:
             # Hand the VMI over before saying Succeeded: the target adopts on seeing both.
             state = _final_state(result, runner)
             await self._vmi_status(vmi_key, {"nodeName": target, "migrationState": state})
+        elif result.succeeded:
+            log.error(
+                "%s: migration %s completed after the controller failed it; keeping "
+                "the source copy for an operator to decide",
+                self.node,
+                mkey,
+            )
         await self._finish(mkey[0], mkey[1], result, result.failure_reason)
         self.outgoing.pop(mkey, None)
-        if result.succeeded and vmi_key in self.local:
+        if handed and vmi_key in self.local:
             local = self.local.pop(vmi_key)
             await local.vm.stop()  # the source copy is gone
             self._forget(vmi_key)
+
+    async def _still_wanted(self, mkey: tuple[str, str]) -> bool:
+        """False if the controller failed the migration meanwhile (its word is final)."""
+        try:
+            m = await self.client.get(VMIM, mkey[1], mkey[0])
+        except NotFound:
+            return True  # deleted while in post-copy: it completed, the VM is on the target
+        return (m.get("status") or {}).get("phase") != Phase.FAILED
 
     async def _finish(
         self, ns: str, name: str, result: MigrationResult | None, reason: str | None

@@ -199,10 +199,15 @@ async def demo(state: Path) -> None:
             for n in names
         )
         vmis, _ = await client.list("VirtualMachineInstance", NAMESPACE)
-        left = [v["metadata"]["name"] for v in vmis
-                if (v.get("status") or {}).get("nodeName") == DRAINED]
-        out.print(f"moved {human_bytes(total)} in total; " + (
-            f"{DRAINED} now runs no VM" if not left else f"still on {DRAINED}: {left}"))
+        left = [
+            v["metadata"]["name"]
+            for v in vmis
+            if (v.get("status") or {}).get("nodeName") == DRAINED
+        ]
+        out.print(
+            f"moved {human_bytes(total)} in total; "
+            + (f"{DRAINED} now runs no VM" if not left else f"still on {DRAINED}: {left}")
+        )
     finally:
         out.print("[bold]5.[/] stopping the cluster: VMs, agents, controller, server")
         await cluster.stop(stop_vms=True)

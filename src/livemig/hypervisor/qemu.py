@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
 import signal
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +62,20 @@ class QemuVM:
     # --- life cycle ----------------------------------------------------------------------
 
     @property
+    def socket_dir(self) -> Path:
+        """The VM's folder, or a short stand-in: unix socket paths must stay under 108 bytes."""
+        if len(str(self.folder / "serial.sock")) < 100:
+            return self.folder
+        digest = hashlib.sha256(str(self.folder.resolve()).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"livemig-{digest}"
+
+    @property
     def qmp_path(self) -> Path:
-        return self.folder / "qmp.sock"
+        return self.socket_dir / "qmp.sock"
 
     @property
     def serial_path(self) -> Path:
-        return self.folder / "serial.sock"
+        return self.socket_dir / "serial.sock"
 
     @property
     def pid(self) -> int | None:
@@ -94,6 +104,7 @@ class QemuVM:
 
     async def launch(self, binary: str, accel: str, incoming: bool) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
         for sock in (self.qmp_path, self.serial_path):
             sock.unlink(missing_ok=True)
         disk = self.spec.disk
@@ -204,6 +215,8 @@ class QemuVM:
             while _pid_alive(self._adopted_pid) and self.clock.now() < deadline:
                 await self.clock.sleep(0.02)
             self.kill()
+        if self.socket_dir != self.folder:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
 
     async def detach(self) -> None:
         """Let go of QMP and the console but leave QEMU running (an agent restarting)."""

@@ -1,0 +1,141 @@
+"""A real cluster for end-to-end tests: API server on 127.0.0.1, SQLite file, controller, node
+agents and QEMU VMs, all started by the test and all stopped at its end."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from livemig.client import ApiClient
+from livemig.clock import RealClock
+from livemig.cluster import LocalCluster
+
+MiB = 2**20
+clock = RealClock()
+requires_qemu = pytest.mark.skipif(
+    shutil.which("qemu-system-x86_64") is None,
+    reason="qemu-system-x86_64 is not installed (.ci/run installs it)",
+)
+
+
+@asynccontextmanager
+async def local_cluster(
+    folder: Path, nodes: int = 3, **kw: Any
+) -> AsyncIterator[tuple[LocalCluster, ApiClient]]:
+    cluster = LocalCluster(folder, nodes=nodes, node_memory=2 * 2**30, **kw)
+    await cluster.start()
+    try:
+        client = cluster.client()
+        await wait_until("nodes report", lambda: _nodes(client, nodes), 20)
+        yield cluster, client
+    finally:
+        await cluster.stop(stop_vms=True)
+
+
+async def _nodes(client: ApiClient, n: int) -> bool:
+    return len((await client.list("Node"))[0]) == n
+
+
+async def wait_until(what: str, check: Callable[[], Awaitable[Any]], within: float) -> Any:
+    deadline = clock.now() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        if clock.now() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await clock.sleep(0.1)
+
+
+def vm(
+    name: str,
+    labels: dict[str, str] | None = None,
+    rate: str = "0",
+    ws: str = "32Mi",
+    memory: str = "128Mi",
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachine",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "runStrategy": "Always",
+            "template": {
+                "metadata": {
+                    "labels": labels or {},
+                    "annotations": {"livemig.io/dirty-rate": rate, "livemig.io/working-set": ws},
+                },
+                "spec": {
+                    "domain": {"memory": {"guest": memory}, "devices": {}},
+                    "volumes": [{"name": "root", "containerDisk": {"image": "livemig/test-guest"}}],
+                },
+            },
+        },
+    }
+
+
+def hco(**settings: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "hco.kubevirt.io/v1beta1",
+        "kind": "HyperConverged",
+        "metadata": {"name": "kubevirt-hyperconverged", "namespace": "openshift-cnv"},
+        "spec": {"liveMigrationConfig": settings},
+    }
+
+
+def policy(name: str, selector: dict[str, str], **settings: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "migrations.kubevirt.io/v1alpha1",
+        "kind": "MigrationPolicy",
+        "metadata": {"name": name},
+        "spec": {"selectors": {"virtualMachineInstanceSelector": selector}, **settings},
+    }
+
+
+def migration(name: str, vmi: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstanceMigration",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"vmiName": vmi},
+    }
+
+
+async def cordon(client: ApiClient, node: str, on: bool) -> None:
+    def change(o: dict[str, Any]) -> dict[str, Any]:
+        o.setdefault("spec", {})["unschedulable"] = on
+        return o
+
+    await client.modify("Node", node, None, change)
+
+
+async def start_vms_on(
+    client: ApiClient, node: str, all_nodes: list[str], vms: list[dict[str, Any]]
+) -> None:
+    """Create VMs so they all start on ``node`` (the others cordoned meanwhile)."""
+    for other in all_nodes:
+        await cordon(client, other, other != node)
+    for v in vms:
+        await client.create(v)
+    names = {v["metadata"]["name"] for v in vms}
+
+    async def running() -> bool:
+        items, _ = await client.list("VirtualMachineInstance")
+        mine = [i for i in items if i["metadata"]["name"] in names]
+        return len(mine) == len(names) and all(
+            (i.get("status") or {}).get("phase") == "Running" for i in mine
+        )
+
+    await wait_until("VMs running", running, 60)
+    for other in all_nodes:
+        await cordon(client, other, False)
+
+
+async def finished(client: ApiClient, name: str) -> dict[str, Any] | None:
+    m = await client.get("migrations", name, "default")
+    return m if (m.get("status") or {}).get("phase") in ("Succeeded", "Failed") else None
