@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from livemig.controller.status import parse_timestamp
+from livemig.api.status import parse_timestamp
 
 from .conftest import (
     MiB,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from livemig.api.status import Phase
 from livemig.controller.decisions import (
     EVACUATION,
     USER,
     MigrationView,
     NodeView,
-    Phase,
     admit,
     choose_node,
 )

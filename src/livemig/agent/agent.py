@@ -19,14 +19,13 @@ from typing import Any
 from livemig.api.loading import validate
 from livemig.api.models import VirtualMachineInstance
 from livemig.api.quantity import parse_quantity
+from livemig.api.status import Phase, condition, set_phase, timestamp
 from livemig.client import ApiClient
 from livemig.clock import Clock
-from livemig.controller.decisions import Phase
-from livemig.controller.informer import Informer, reconcile_forever
-from livemig.controller.status import condition, set_phase, timestamp
 from livemig.errors import CancelRefused, HypervisorError, LivemigError, NotFound
 from livemig.hypervisor import TransferStats, VMSpec, testguest
 from livemig.hypervisor.qemu import QemuHypervisor, QemuVM
+from livemig.informer import Informer, reconcile_forever
 from livemig.migration import USER_CANCEL, MigrationResult, MigrationRunner, params_for
 from livemig.policy import MigrationConfiguration
 

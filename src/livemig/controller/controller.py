@@ -12,6 +12,14 @@ from typing import Any
 
 from livemig.api.loading import validate
 from livemig.api.models import Resource, VirtualMachine, VirtualMachineInstance
+from livemig.api.status import (
+    Phase,
+    condition,
+    heartbeat_age,
+    node_ready,
+    set_phase,
+    timestamp,
+)
 from livemig.client import ApiClient
 from livemig.clock import Clock
 from livemig.controller.decisions import (
@@ -19,19 +27,11 @@ from livemig.controller.decisions import (
     USER,
     MigrationView,
     NodeView,
-    Phase,
     admit,
     choose_node,
 )
-from livemig.controller.informer import Informer, reconcile_forever
-from livemig.controller.status import (
-    condition,
-    heartbeat_age,
-    node_ready,
-    set_phase,
-    timestamp,
-)
 from livemig.errors import Conflict, NotFound
+from livemig.informer import Informer, reconcile_forever
 from livemig.inventory import Inventory
 from livemig.policy import Precedence, effective_configuration
 

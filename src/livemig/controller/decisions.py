@@ -12,34 +12,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
-
-class Phase(StrEnum):
-    """KubeVirt's VirtualMachineInstanceMigration phases."""
-
-    PENDING = "Pending"
-    SCHEDULING = "Scheduling"
-    SCHEDULED = "Scheduled"
-    PREPARING_TARGET = "PreparingTarget"
-    TARGET_READY = "TargetReady"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-
-    @property
-    def finished(self) -> bool:
-        return self in (Phase.SUCCEEDED, Phase.FAILED)
-
-    @property
-    def active(self) -> bool:
-        """Counts against the parallel-migration limits."""
-        return self in ACTIVE_PHASES
-
-
-ACTIVE_PHASES = frozenset(
-    {Phase.SCHEDULING, Phase.SCHEDULED, Phase.PREPARING_TARGET, Phase.TARGET_READY, Phase.RUNNING}
-)
+from livemig.api.status import Phase
 
 EVACUATION = 0  # priority: lower goes first
 USER = 1

@@ -1,11 +1,37 @@
-"""Small helpers for the status blocks controllers and agents write (KubeVirt's shapes)."""
+"""Migration phases and the status blocks controllers and agents write (KubeVirt's shapes)."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from livemig.controller.decisions import Phase
+
+class Phase(StrEnum):
+    """KubeVirt's VirtualMachineInstanceMigration phases."""
+
+    PENDING = "Pending"
+    SCHEDULING = "Scheduling"
+    SCHEDULED = "Scheduled"
+    PREPARING_TARGET = "PreparingTarget"
+    TARGET_READY = "TargetReady"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.FAILED)
+
+    @property
+    def active(self) -> bool:
+        """Counts against the parallel-migration limits."""
+        return self in ACTIVE_PHASES
+
+
+ACTIVE_PHASES = frozenset(
+    {Phase.SCHEDULING, Phase.SCHEDULED, Phase.PREPARING_TARGET, Phase.TARGET_READY, Phase.RUNNING}
+)
 
 
 def timestamp(when: datetime) -> str:
