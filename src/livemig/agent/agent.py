@@ -241,12 +241,15 @@ class NodeAgent:
     # --- reconcile ---------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
-        vmis, _ = await self.client.list(VMI)
-        migrations, _ = await self.client.list(VMIM)
+        (vmis, _), (migrations, _) = await asyncio.gather(
+            self.client.list(VMI), self.client.list(VMIM)
+        )
         by_key = {(v["metadata"]["namespace"], v["metadata"]["name"]): v for v in vmis}
         await self._targets(migrations)
-        await self._sources(migrations, by_key)
+        # Adopt VMIs handed to us before looking for migrations to start: a VMI that just
+        # arrived may already be asked to leave again.
         await self._vmis(by_key, migrations)
+        await self._sources(migrations, by_key)
 
     async def _vmis(
         self, vmis: dict[tuple[str, str], dict[str, Any]], migrations: list[dict[str, Any]]
@@ -428,7 +431,7 @@ class NodeAgent:
                         out.runner.cancel()
                 continue
             if status.get("phase") == Phase.TARGET_READY:
-                await self._start_outgoing(m, mkey, state)
+                await self._start_outgoing(m, mkey, state, migrations)
         for mkey, out in self.outgoing.items():
             if mkey not in present and not out.task.done():
                 try:
@@ -437,13 +440,24 @@ class NodeAgent:
                     log.warning("%s", exc)
 
     async def _start_outgoing(
-        self, m: dict[str, Any], mkey: tuple[str, str], state: dict[str, Any]
+        self,
+        m: dict[str, Any],
+        mkey: tuple[str, str],
+        state: dict[str, Any],
+        migrations: list[dict[str, Any]],
     ) -> None:
         ns, name = mkey
-        local = self.local.get((ns, m["spec"]["vmiName"]))
+        vmi_key = (ns, m["spec"]["vmiName"])
+        local = self.local.get(vmi_key)
         if local is None:
-            await self._finish(ns, name, None, f"the VM is not running on {self.node}")
-            return
+            # Our lists are not one snapshot: the VMI may have just been handed to us.
+            fresh = await self.client.get(VMI, vmi_key[1], ns)
+            if (fresh.get("status") or {}).get("nodeName") != self.node:
+                await self._finish(ns, name, None, f"the VM is not running on {self.node}")
+                return
+            if not await self._adopt_migrated(vmi_key, fresh, migrations):
+                return  # not ours to run yet; the next pass looks again
+            local = self.local[vmi_key]
         config = MigrationConfiguration.from_dict(state["migrationConfiguration"])
         now = self._now()
 
@@ -500,42 +514,39 @@ class NodeAgent:
                     await out.report
         target = (m["status"]["migrationState"] or {}).get("targetNode")
         vmi_key = (mkey[0], m["spec"]["vmiName"])
-        handed = result.succeeded and await self._still_wanted(mkey)
-        if handed:
-            # Hand the VMI over before saying Succeeded: the target adopts on seeing both.
+        # The outcome first: it frees the parallel slot for the next pending migration.
+        recorded = await self._finish(mkey[0], mkey[1], result, result.failure_reason)
+        self.outgoing.pop(mkey, None)
+        if result.succeeded and recorded:
+            # The target adopts the VMI once it sees both the outcome and the hand-over.
             state = _final_state(result, runner)
             await self._vmi_status(vmi_key, {"nodeName": target, "migrationState": state})
+            if vmi_key in self.local:
+                local = self.local.pop(vmi_key)
+                await local.vm.stop()  # the source copy is gone
+                self._forget(vmi_key)
         elif result.succeeded:
             log.error(
-                "%s: migration %s completed after the controller failed it; keeping "
-                "the source copy for an operator to decide",
+                "%s: migration %s completed after the controller failed it; keeping the "
+                "source copy for an operator to decide",
                 self.node,
                 mkey,
             )
-        await self._finish(mkey[0], mkey[1], result, result.failure_reason)
-        self.outgoing.pop(mkey, None)
-        if handed and vmi_key in self.local:
-            local = self.local.pop(vmi_key)
-            await local.vm.stop()  # the source copy is gone
-            self._forget(vmi_key)
-
-    async def _still_wanted(self, mkey: tuple[str, str]) -> bool:
-        """False if the controller failed the migration meanwhile (its word is final)."""
-        try:
-            m = await self.client.get(VMIM, mkey[1], mkey[0])
-        except NotFound:
-            return True  # deleted while in post-copy: it completed, the VM is on the target
-        return (m.get("status") or {}).get("phase") != Phase.FAILED
 
     async def _finish(
         self, ns: str, name: str, result: MigrationResult | None, reason: str | None
-    ) -> None:
+    ) -> bool:
+        """Record the outcome; False if it was already decided (the controller failed it)."""
         now = self._now()
+        recorded = False
 
         def end(o: dict[str, Any]) -> dict[str, Any] | None:
+            nonlocal recorded
             st = o.setdefault("status", {})
             if st.get("phase") in (Phase.SUCCEEDED, Phase.FAILED):
+                recorded = False
                 return None
+            recorded = True
             state = st.setdefault("migrationState", {})
             ok = result is not None and result.succeeded
             state.update(
@@ -550,8 +561,11 @@ class NodeAgent:
                     state["abortStatus"] = "Succeeded"
             return set_phase(o, Phase.SUCCEEDED if ok else Phase.FAILED, now)
 
-        with contextlib.suppress(NotFound):
+        try:
             await self.client.modify(VMIM, name, ns, end)
+        except NotFound:
+            return True  # deleted (cancelled) meanwhile: the runner's result stands
+        return recorded
 
     async def _migration_status(self, ns: str, name: str, change: Any) -> dict[str, Any] | None:
         try:

@@ -1,0 +1,189 @@
+"""Control-plane latency, on a real in-process cluster (HTTP API, SQLite, controller, agents,
+QEMU):
+
+(a) from the `migrate` request (creating the VirtualMachineInstanceMigration) to the source
+    QEMU receiving its `migrate` command, over N requests (target p95 <= 200 ms);
+(b) from a migration finishing to the next pending one's `migrate` command, with
+    parallelMigrationsPerCluster 1 and a queue of migrations (target p95 <= 200 ms).
+
+The times are taken by wrapping QemuVM.start_migration and MigrationRunner.run in this process
+(measurement only; behaviour is unchanged).
+
+    python bench/control_latency.py [--requests 50] [--queue 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from livemig.client import ApiClient
+from livemig.clock import RealClock
+from livemig.cluster import LocalCluster
+from livemig.hypervisor.qemu import QemuVM
+from livemig.migration import MigrationRunner
+
+clock = RealClock()
+migrate_sent: list[tuple[float, str]] = []  # (time, VM name)
+runs_ended: list[float] = []
+
+_start_migration = QemuVM.start_migration
+_run = MigrationRunner.run
+
+
+async def _timed_start(self: QemuVM, uri: str, params: Any) -> None:
+    migrate_sent.append((clock.now(), self.name))
+    await _start_migration(self, uri, params)
+
+
+async def _timed_run(self: MigrationRunner) -> Any:
+    result = await _run(self)
+    runs_ended.append(clock.now())
+    return result
+
+
+QemuVM.start_migration = _timed_start  # type: ignore[method-assign]
+MigrationRunner.run = _timed_run  # type: ignore[method-assign]
+
+
+def emit(figure: str, value: float, unit: str, target: str | None = None) -> None:
+    line: dict[str, object] = {"bench": "control_latency", "figure": figure, "value": value,
+                               "unit": unit}
+    if target:
+        line["target"] = target
+    print(json.dumps(line), flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def vm(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"runStrategy": "Always", "template": {
+            "metadata": {"annotations": {"livemig.io/working-set": "4Mi"}},
+            "spec": {"domain": {"memory": {"guest": "64Mi"}, "devices": {}},
+                     "volumes": [{"name": "root",
+                                  "containerDisk": {"image": "livemig/test-guest"}}]}}},
+    }
+
+
+async def phase(client: ApiClient, name: str) -> str:
+    m = await client.get("migrations", name, "default")
+    return str((m.get("status") or {}).get("phase", ""))
+
+
+async def until(check: Any, within: float = 60) -> None:
+    deadline = clock.now() + within
+    while not await check():
+        if clock.now() > deadline:
+            raise TimeoutError("benchmark step timed out")
+        await clock.sleep(0.01)
+
+
+async def main(requests: int, queue: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = LocalCluster(Path(tmp), nodes=2, node_memory=4 * 2**30)
+        await cluster.start()
+        client = cluster.client()
+        try:
+            await until(lambda: _count(client, "Node", 2))
+            await client.create({
+                "apiVersion": "hco.kubevirt.io/v1beta1", "kind": "HyperConverged",
+                "metadata": {"name": "kubevirt-hyperconverged", "namespace": "openshift-cnv"},
+                "spec": {"liveMigrationConfig": {"parallelMigrationsPerCluster": 1}}})
+            names = [f"vm-{i}" for i in range(4)]
+            for n in names:
+                await client.create(vm(n))
+            await until(lambda: _running(client, len(names)))
+
+            # (a) request -> migrate command, one at a time
+            latencies = []
+            for i in range(requests):
+                name = f"a-{i}"
+                sent = len(migrate_sent)
+                t0 = clock.now()
+                await client.create(_migration(name, names[0]))
+                try:
+                    await until(lambda s=sent: _sent(s), 20)
+                except TimeoutError:
+                    print(json.dumps(await client.get("migrations", name, "default"))[:3000])
+                    raise
+                latencies.append(migrate_sent[sent][0] - t0)
+                await until(lambda n=name: _done(client, n))
+            emit("request_to_migrate_p50", round(statistics.median(latencies) * 1000, 1), "ms")
+            emit("request_to_migrate_p95", round(pct(latencies, 0.95) * 1000, 1), "ms",
+                 "<= 200")
+
+            # (b) a queue behind a cluster limit of 1: finish -> next start
+            migrate_sent.clear()
+            runs_ended.clear()
+            queued = [f"b-{i}" for i in range(queue)]
+            for i, name in enumerate(queued):
+                await client.create(_migration(name, names[i % len(names)]))
+                if i % len(names) == len(names) - 1:  # one unfinished migration per VMI
+                    await until(lambda batch=queued[i - len(names) + 1: i + 1]: _all_done(
+                        client, batch), 120)
+            await until(lambda: _all_done(client, queued), 120)
+            starts = sorted(t for t, _ in migrate_sent)
+            gaps = [min(s - e for s in starts if s >= e) for e in sorted(runs_ended)[:-1]
+                    if any(s >= e for s in starts)]
+            gaps = [g for g in gaps if g < 5]  # ends with nothing queued behind them
+            emit("finish_to_next_start_p50", round(statistics.median(gaps) * 1000, 1), "ms")
+            emit("finish_to_next_start_p95", round(pct(gaps, 0.95) * 1000, 1), "ms", "<= 200")
+            emit("samples", len(gaps), "count")
+            if __debug__ and "--chain" in __import__("sys").argv:
+                for name in queued[:6]:
+                    m = await client.get("migrations", name, "default")
+                    ts = [(t["phase"], t["phaseTransitionTimestamp"][11:23])
+                          for t in m["status"]["phaseTransitionTimestamps"]]
+                    print(name, ts, m["status"]["migrationState"].get("endTimestamp", "")[11:23])
+        finally:
+            await cluster.stop(stop_vms=True)
+
+
+def _migration(name: str, vmi: str) -> dict[str, Any]:
+    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
+            "metadata": {"name": name, "namespace": "default"}, "spec": {"vmiName": vmi}}
+
+
+async def _count(client: ApiClient, kind: str, n: int) -> bool:
+    return len((await client.list(kind))[0]) == n
+
+
+async def _running(client: ApiClient, n: int) -> bool:
+    items, _ = await client.list("VirtualMachineInstance")
+    return len(items) == n and all((i.get("status") or {}).get("phase") == "Running"
+                                   for i in items)
+
+
+async def _sent(before: int) -> bool:
+    return len(migrate_sent) > before
+
+
+async def _done(client: ApiClient, name: str) -> bool:
+    return await phase(client, name) in ("Succeeded", "Failed")
+
+
+async def _all_done(client: ApiClient, names: list[str]) -> bool:
+    for n in names:
+        if not await _done(client, n):
+            return False
+    return True
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--requests", type=int, default=50)
+    ap.add_argument("--queue", type=int, default=20)
+    args, _ = ap.parse_known_args()
+    asyncio.run(main(args.requests, args.queue))
