@@ -1,0 +1,80 @@
+"""The CLI against `livemig up` run as its own process: found without flags, real QEMU."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from .conftest import requires_qemu, vm
+
+pytestmark = requires_qemu
+LIVEMIG = str(Path(sys.executable).parent / "livemig")
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LIVEMIG, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def qemus_of(folder: Path) -> list[str]:
+    """Command lines of the QEMU processes whose files are in ``folder``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "qemu-system" in args and str(folder) in args:
+            found.append(args)
+    return found
+
+
+def test_up_apply_get_migrate_and_stop_with_nothing_left(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    env = {**os.environ, "LIVEMIG_STATE": str(state)}
+    log = (tmp_path / "up.log").open("w")
+    up = subprocess.Popen([LIVEMIG, "up", "--nodes", "2"], env=env, stdout=log,
+                          stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (state / "endpoint.json").exists():
+            assert up.poll() is None, (tmp_path / "up.log").read_text()
+            assert time.monotonic() < deadline, "livemig up did not come up"
+            time.sleep(0.1)
+        manifest = tmp_path / "vm.yaml"
+        manifest.write_text(yaml.safe_dump(vm("cli-vm", rate="1Mi")))
+        applied = cli("apply", "-f", str(manifest), env=env)
+        assert applied.returncode == 0, applied.stderr
+        assert "VirtualMachine/default/cli-vm created" in applied.stdout
+        deadline = time.monotonic() + 60
+        while "Running" not in cli("get", "vmis", env=env).stdout:
+            assert time.monotonic() < deadline, "the VMI never ran"
+            time.sleep(0.3)
+        moved = cli("migrate", "cli-vm", "--wait", env=env, timeout=120)
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+        assert "Succeeded" in moved.stdout
+        listed = json.loads(cli("get", "migrations", "-o", "json", env=env).stdout)
+        item = listed if listed.get("kind") != "List" else listed["items"][0]
+        assert item["status"]["phase"] == "Succeeded"
+        assert item["status"]["migrationState"]["targetNode"] in ("node-1", "node-2")
+        again = cli("apply", "-f", str(manifest), env=env)
+        assert "configured" in again.stdout
+        nothing = cli("migrate-cancel", "cli-vm", env=env)
+        assert nothing.returncode == 1 and "no unfinished migration" in nothing.stderr
+        bad = cli("get", "vmis", "--token", "wrong", "--server", json.loads(
+            (state / "endpoint.json").read_text())["url"], env=env)
+        assert bad.returncode == 1 and "token" in bad.stderr
+        assert qemus_of(state)  # the VM is a real QEMU process
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=60)
+        log.close()
+    assert up.returncode == 0, (tmp_path / "up.log").read_text()
+    assert qemus_of(state) == []
