@@ -19,8 +19,9 @@ LIVEMIG = str(Path(sys.executable).parent / "livemig")
 
 
 def cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LIVEMIG, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [LIVEMIG, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def qemus_of(folder: Path) -> list[str]:
@@ -40,8 +41,9 @@ def test_up_apply_get_migrate_and_stop_with_nothing_left(tmp_path: Path) -> None
     state = tmp_path / "state"
     env = {**os.environ, "LIVEMIG_STATE": str(state)}
     log = (tmp_path / "up.log").open("w")
-    up = subprocess.Popen([LIVEMIG, "up", "--nodes", "2"], env=env, stdout=log,
-                          stderr=subprocess.STDOUT, text=True)
+    up = subprocess.Popen(
+        [LIVEMIG, "up", "--nodes", "2"], env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+    )
     try:
         deadline = time.monotonic() + 30
         while not (state / "endpoint.json").exists():
@@ -68,8 +70,15 @@ def test_up_apply_get_migrate_and_stop_with_nothing_left(tmp_path: Path) -> None
         assert "configured" in again.stdout
         nothing = cli("migrate-cancel", "cli-vm", env=env)
         assert nothing.returncode == 1 and "no unfinished migration" in nothing.stderr
-        bad = cli("get", "vmis", "--token", "wrong", "--server", json.loads(
-            (state / "endpoint.json").read_text())["url"], env=env)
+        bad = cli(
+            "get",
+            "vmis",
+            "--token",
+            "wrong",
+            "--server",
+            json.loads((state / "endpoint.json").read_text())["url"],
+            env=env,
+        )
         assert bad.returncode == 1 and "token" in bad.stderr
         assert qemus_of(state)  # the VM is a real QEMU process
     finally:
