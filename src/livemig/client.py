@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -136,17 +135,12 @@ class ApiClient:
         name: str,
         namespace: str | None,
         change: Callable[[dict[str, Any]], dict[str, Any] | None],
-        known: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """Read, change, write; on a resourceVersion conflict read again and redo the change.
 
-        ``change`` returns the new object, or None to leave it as it is. ``known`` is a copy
-        the caller already has (from a list): tried first, saving a read when it is current."""
+        ``change`` returns the new object, or None to leave it as it is."""
         for _ in range(CONFLICT_RETRIES):
-            if known is not None:
-                current, known = copy.deepcopy(known), None
-            else:
-                current = await self.get(kind, name, namespace)
+            current = await self.get(kind, name, namespace)
             wanted = change(current)
             if wanted is None:
                 return current

@@ -379,8 +379,17 @@ class NodeAgent:
     async def _prepare_target(
         self, m: dict[str, Any], mkey: tuple[str, str], state: dict[str, Any]
     ) -> None:
-        ns, name = mkey
-        preparing = self._now()
+        name = m["metadata"]["name"]
+        ns = mkey[0]
+        await self._migration_status(
+            ns,
+            name,
+            lambda o: (
+                set_phase(o, Phase.PREPARING_TARGET, self._now())
+                if o["status"]["phase"] == Phase.SCHEDULED
+                else None
+            ),
+        )
         try:
             vmi_raw = await self.client.get(VMI, m["spec"]["vmiName"], ns)
             vmi = validate(vmi_raw)
@@ -392,17 +401,14 @@ class NodeAgent:
             await self._finish(ns, name, None, f"target {self.node} could not prepare: {exc}")
             return
         self.incoming[mkey] = vm
-        ready_at = self._now()
 
         def ready(o: dict[str, Any]) -> dict[str, Any] | None:
-            if o["status"].get("phase") != Phase.SCHEDULED:
+            if o["status"].get("phase") != Phase.PREPARING_TARGET:
                 return None
             o["status"]["migrationState"]["targetNodeAddress"] = vm.listen_uri
-            # Both transitions in one write: each write wakes every watcher.
-            set_phase(o, Phase.PREPARING_TARGET, preparing)
-            return set_phase(o, Phase.TARGET_READY, ready_at)
+            return set_phase(o, Phase.TARGET_READY, self._now())
 
-        await self._migration_status(ns, name, ready, known=m)
+        await self._migration_status(ns, name, ready)
 
     # --- outgoing ----------------------------------------------------------------------------
 
@@ -461,7 +467,7 @@ class NodeAgent:
             o["status"]["migrationState"]["startTimestamp"] = timestamp(now)
             return set_phase(o, Phase.RUNNING, now)
 
-        if await self._migration_status(ns, name, running, known=m) is None:
+        if await self._migration_status(ns, name, running) is None:
             return
         runner = MigrationRunner(
             local.vm,
@@ -561,11 +567,9 @@ class NodeAgent:
             return True  # deleted (cancelled) meanwhile: the runner's result stands
         return recorded
 
-    async def _migration_status(
-        self, ns: str, name: str, change: Any, known: dict[str, Any] | None = None
-    ) -> dict[str, Any] | None:
+    async def _migration_status(self, ns: str, name: str, change: Any) -> dict[str, Any] | None:
         try:
-            return await self.client.modify(VMIM, name, ns, change, known)
+            return await self.client.modify(VMIM, name, ns, change)
         except NotFound:
             return None
 

@@ -334,7 +334,7 @@ class Controller:
             st["migrationState"] = {"sourceNode": node}
             return set_phase(o, Phase.PENDING, self._now())
 
-        return await self._modify(VMIM, name, ns, pending, known=raw) or raw
+        return await self._modify(VMIM, name, ns, pending) or raw
 
     def _inventory(self, objs: dict[str, list[dict[str, Any]]], *more: Resource) -> Inventory:
         """Cluster settings, policies and namespaces (plus ``more``) for policy resolution."""
@@ -392,7 +392,7 @@ class Controller:
             set_phase(o, Phase.SCHEDULING, now)
             return set_phase(o, Phase.SCHEDULED, now)
 
-        await self._modify(VMIM, name, ns, scheduled, known=raw)
+        await self._modify(VMIM, name, ns, scheduled)
         nodes[:] = [
             n
             if n.name != target.name
@@ -426,15 +426,10 @@ class Controller:
     # --- writes ------------------------------------------------------------------------------
 
     async def _modify(
-        self,
-        kind: str,
-        name: str,
-        namespace: str | None,
-        change: Any,
-        known: dict[str, Any] | None = None,
+        self, kind: str, name: str, namespace: str | None, change: Any
     ) -> dict[str, Any] | None:
         try:
-            return await self.client.modify(kind, name, namespace, change, known)
+            return await self.client.modify(kind, name, namespace, change)
         except NotFound:
             return None
 
