@@ -27,6 +27,7 @@ from livemig.clock import RealClock
 from livemig.cluster import LocalCluster
 from livemig.hypervisor.qemu import QemuVM
 from livemig.migration import MigrationRunner
+from report import emitter  # bench/report.py, beside this script
 
 clock = RealClock()
 migrate_sent: list[tuple[float, str]] = []  # (time, VM name)
@@ -51,16 +52,7 @@ QemuVM.start_migration = _timed_start  # type: ignore[method-assign]
 MigrationRunner.run = _timed_run  # type: ignore[method-assign]
 
 
-def emit(figure: str, value: float, unit: str, target: str | None = None) -> None:
-    line: dict[str, object] = {
-        "bench": "control_latency",
-        "figure": figure,
-        "value": value,
-        "unit": unit,
-    }
-    if target:
-        line["target"] = target
-    print(json.dumps(line), flush=True)
+emit = emitter("control_latency")
 
 
 def pct(values: list[float], q: float) -> float:

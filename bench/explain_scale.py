@@ -23,7 +23,9 @@ from pathlib import Path
 from livemig.api.loading import load_paths
 from livemig.inventory import Inventory
 from livemig.policy import Precedence
+from report import emitter  # bench/report.py, beside this script
 
+emit = emitter("explain_scale")
 TEAMS = 40
 APPS = 60
 HEADER = 'apiVersion: v1\nkind: List\nmetadata:\n  resourceVersion: ""\nitems:\n'
@@ -170,12 +172,6 @@ def main() -> None:
     ap.add_argument("--namespaces", type=int, default=2_000)
     ap.add_argument("--policies", type=int, default=500)
     args = ap.parse_args()
-
-    def emit(figure: str, value: float, unit: str, target: str | None = None) -> None:
-        line = {"bench": "explain_scale", "figure": figure, "value": value, "unit": unit}
-        if target:
-            line["target"] = target
-        print(json.dumps(line), flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         dump = Path(tmp) / "cluster-dump.yaml"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -16,21 +15,13 @@ from pathlib import Path
 from livemig.clock import RealClock
 from livemig.hypervisor import VMSpec
 from livemig.hypervisor.qemu import QemuHypervisor, QemuVM
+from report import emitter  # bench/report.py, beside this script
 
 MiB = 2**20
 clock = RealClock()
 
 
-def emit(figure: str, value: float, unit: str, target: str | None = None) -> None:
-    line: dict[str, object] = {
-        "bench": "guest_cost",
-        "figure": figure,
-        "value": value,
-        "unit": unit,
-    }
-    if target:
-        line["target"] = target
-    print(json.dumps(line), flush=True)
+emit = emitter("guest_cost")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 from dataclasses import replace
@@ -27,21 +26,13 @@ from livemig.hypervisor import MigrationParams, VMSpec
 from livemig.hypervisor.qemu import UNLIMITED_BANDWIDTH, QemuHypervisor, QemuVM
 from livemig.migration import MigrationRunner, params_for
 from livemig.policy import ClusterConfig, effective_configuration
+from report import emitter  # bench/report.py, beside this script
 
 MiB = 2**20
 clock = RealClock()
 
 
-def emit(figure: str, value: float, unit: str, target: str | None = None) -> None:
-    line: dict[str, object] = {
-        "bench": "migrate_overhead",
-        "figure": figure,
-        "value": value,
-        "unit": unit,
-    }
-    if target:
-        line["target"] = target
-    print(json.dumps(line), flush=True)
+emit = emitter("migrate_overhead")
 
 
 async def bare(source: QemuVM, uri: str) -> float:

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from livemig.api.loading import load_paths
-from livemig.api.models import resolve_kind, to_dict
+from livemig.api.models import Resource, resolve_kind, to_dict
 from livemig.api.quantity import human_bytes, parse_quantity
 from livemig.client import ApiClient
 from livemig.clock import RealClock
@@ -264,10 +264,7 @@ def register(app: typer.Typer) -> None:
         state: StateOption = None,
     ) -> None:
         """List objects (or show one)."""
-        cls = resolve_kind(kind)
-        if cls is None:
-            err.print(f"error: unknown kind {kind!r}")
-            raise typer.Exit(1)
+        cls = _kind_or_exit(kind)
 
         async def main() -> None:
             async with connect(server, token, state) as client:
@@ -295,10 +292,7 @@ def register(app: typer.Typer) -> None:
         state: StateOption = None,
     ) -> None:
         """Show one object in full: spec, status, conditions and migration state."""
-        cls = resolve_kind(kind)
-        if cls is None:
-            err.print(f"error: unknown kind {kind!r}")
-            raise typer.Exit(1)
+        cls = _kind_or_exit(kind)
 
         async def main() -> None:
             async with connect(server, token, state) as client:
@@ -317,10 +311,7 @@ def register(app: typer.Typer) -> None:
         state: StateOption = None,
     ) -> None:
         """Delete an object (deleting an unfinished migration cancels it)."""
-        cls = resolve_kind(kind)
-        if cls is None:
-            err.print(f"error: unknown kind {kind!r}")
-            raise typer.Exit(1)
+        cls = _kind_or_exit(kind)
 
         async def main() -> None:
             async with connect(server, token, state) as client:
@@ -392,6 +383,14 @@ def register(app: typer.Typer) -> None:
                 out.print(f"migration {live[0]['metadata']['name']} cancelled")
 
         run_async(main())
+
+
+def _kind_or_exit(kind: str) -> type[Resource]:
+    cls = resolve_kind(kind)
+    if cls is None:
+        err.print(f"error: unknown kind {kind!r} (try vms, vmis, migrations, policies, nodes)")
+        raise typer.Exit(1)
+    return cls
 
 
 async def _create_or_update(client: ApiClient, obj: dict[str, Any]) -> str:

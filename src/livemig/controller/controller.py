@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,6 +64,13 @@ def _key(obj: dict[str, Any]) -> tuple[str, str]:
 def _status(obj: dict[str, Any]) -> dict[str, Any]:
     status: dict[str, Any] = obj.setdefault("status", {})
     return status
+
+
+def _reserve(nodes: list[NodeView], name: str, memory: int) -> None:
+    """Count ``memory`` as used on node ``name`` for the rest of this pass."""
+    nodes[:] = [
+        replace(n, memory_used=n.memory_used + memory) if n.name == name else n for n in nodes
+    ]
 
 
 class Controller:
@@ -176,19 +184,7 @@ class Controller:
 
             await self._modify(VMI, vmi.name, vmi.namespace, place)
             if best is not None:  # account for it before placing the next one
-                nodes[:] = [
-                    n
-                    if n.name != best.name
-                    else NodeView(
-                        n.name,
-                        n.ready,
-                        n.unschedulable,
-                        n.memory_capacity,
-                        n.memory_used + memory,
-                        n.labels,
-                    )
-                    for n in nodes
-                ]
+                _reserve(nodes, best.name, memory)
 
     # --- nodes -----------------------------------------------------------------------------
 
@@ -393,19 +389,7 @@ class Controller:
             return set_phase(o, Phase.SCHEDULED, now)
 
         await self._modify(VMIM, name, ns, scheduled)
-        nodes[:] = [
-            n
-            if n.name != target.name
-            else NodeView(
-                n.name,
-                n.ready,
-                n.unschedulable,
-                n.memory_capacity,
-                n.memory_used + memory,
-                n.labels,
-            )
-            for n in nodes
-        ]
+        _reserve(nodes, target.name, memory)
 
     async def _collect_garbage(self, migrations: list[dict[str, Any]]) -> None:
         finished: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
