@@ -149,9 +149,11 @@ class QemuVM:
             # internal tasks behind in qemu.qmp.
             if self.qmp_path.exists() and self.serial_path.exists():
                 try:
-                    await self.qmp.connect(str(self.qmp_path))
+                    # QEMU serves one QMP client at a time: a connect can wait for a previous
+                    # client's hang-up (an agent restarting), so it must not wait forever.
+                    await self.clock.wait_for(self.qmp.connect(str(self.qmp_path)), 5)
                     break
-                except (ConnectError, OSError) as exc:
+                except (ConnectError, OSError, TimeoutError) as exc:
                     if self.clock.now() > deadline:
                         raise HypervisorError(f"no QMP from {self.name}: {exc}") from exc
             elif self.clock.now() > deadline:
