@@ -87,3 +87,19 @@ def test_up_apply_get_migrate_and_stop_with_nothing_left(tmp_path: Path) -> None
         log.close()
     assert up.returncode == 0, (tmp_path / "up.log").read_text()
     assert qemus_of(state) == []
+
+
+def test_the_demo_drains_a_node_and_leaves_nothing_running(tmp_path: Path) -> None:
+    state = tmp_path / "demo"
+    run = subprocess.run(
+        [LIVEMIG, "demo", "--state", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "node-1 now runs no VM" in run.stdout
+    assert run.stdout.count("Succeeded") >= 6
+    assert "PostCopy" in run.stdout  # the heavy database VM, by its policy
+    assert qemus_of(state) == []
