@@ -3,7 +3,9 @@ agents and QEMU VMs, all started by the test and all stopped at its end."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -35,6 +37,21 @@ async def local_cluster(
         yield cluster, client
     finally:
         await cluster.stop(stop_vms=True)
+        leftover = _kill_qemus_in(folder)  # a safety net, and a failure if it was needed
+        assert not leftover, f"QEMU processes left running: {leftover}"
+
+
+def _kill_qemus_in(folder: Path) -> list[int]:
+    killed = []
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "qemu-system" in args and str(folder) in args:
+            os.kill(int(proc.name), signal.SIGKILL)
+            killed.append(int(proc.name))
+    return killed
 
 
 async def _nodes(client: ApiClient, n: int) -> bool:

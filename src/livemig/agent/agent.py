@@ -168,10 +168,15 @@ class NodeAgent:
         for key, entry in list(self.ledger.entries.items()):
             ns, name = key.split("/", 1)
             spec = VMSpec(**{**entry["spec"], "extra_args": tuple(entry["spec"]["extra_args"])})
-            try:
-                vm = await QemuVM.attach(spec, Path(entry["folder"]), self.clock)
-            except HypervisorError as exc:
-                log.warning("%s: cannot re-adopt %s: %s", self.node, key, exc)
+            vm = None
+            for _ in range(3):  # QEMU may still be hanging up on the previous agent
+                try:
+                    vm = await QemuVM.attach(spec, Path(entry["folder"]), self.clock)
+                    break
+                except HypervisorError as exc:
+                    log.warning("%s: cannot re-adopt %s yet: %s", self.node, key, exc)
+            if vm is None:
+                log.error("%s: giving up on %s; its QEMU is left as it is", self.node, key)
                 del self.ledger.entries[key]
                 continue
             vm.working_set = spec.working_set

@@ -154,6 +154,8 @@ class QemuVM:
                     await self.clock.wait_for(self.qmp.connect(str(self.qmp_path)), 5)
                     break
                 except (ConnectError, OSError, TimeoutError) as exc:
+                    with contextlib.suppress(QMPError, OSError, EOFError):
+                        await self.qmp.disconnect()  # drop a half-open attempt before retrying
                     if self.clock.now() > deadline:
                         raise HypervisorError(f"no QMP from {self.name}: {exc}") from exc
             elif self.clock.now() > deadline:
