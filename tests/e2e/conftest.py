@@ -41,17 +41,24 @@ async def local_cluster(
         assert not leftover, f"QEMU processes left running: {leftover}"
 
 
-def _kill_qemus_in(folder: Path) -> list[int]:
-    killed = []
+def qemus_of(folder: Path) -> dict[int, str]:
+    """pid → command line of the QEMU processes whose files are in ``folder``."""
+    found = {}
     for proc in Path("/proc").iterdir():
         try:
             args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
         if "qemu-system" in args and str(folder) in args:
-            os.kill(int(proc.name), signal.SIGKILL)
-            killed.append(int(proc.name))
-    return killed
+            found[int(proc.name)] = args
+    return found
+
+
+def _kill_qemus_in(folder: Path) -> list[int]:
+    leftover = list(qemus_of(folder))
+    for pid in leftover:
+        os.kill(pid, signal.SIGKILL)
+    return leftover
 
 
 async def _nodes(client: ApiClient, n: int) -> bool:

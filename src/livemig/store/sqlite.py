@@ -9,7 +9,7 @@ import contextlib
 import json
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -115,9 +115,17 @@ class SQLiteStore:
             self._db.execute("DELETE FROM changes WHERE revision <= ?", (rev - HISTORY,))
         return obj
 
-    def _transaction(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction; watchers are woken only after it commits."""
         self._db.execute("BEGIN IMMEDIATE")
-        return self._db
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._notify()
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         obj = json.loads(json.dumps(obj))  # our own copy
@@ -126,8 +134,7 @@ class SQLiteStore:
         meta.setdefault("uid", str(uuid.uuid4()))
         meta.setdefault("creationTimestamp", _now())
         meta.setdefault("generation", 1)
-        self._transaction()
-        try:
+        with self._transaction():
             exists = self._db.execute(
                 "SELECT 1 FROM objects WHERE kind=? AND namespace=? AND name=?", key
             ).fetchone()
@@ -135,19 +142,13 @@ class SQLiteStore:
                 where = f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
                 raise AlreadyExists(f"{where} already exists")
             out = self._write(kind, key, obj, "ADDED")
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._notify()
         return out
 
     def update(self, obj: dict[str, Any]) -> dict[str, Any]:
         obj = json.loads(json.dumps(obj))
         kind, namespace, name = key = object_key(obj)
         expected = (obj.get("metadata") or {}).get("resourceVersion")
-        self._transaction()
-        try:
+        with self._transaction():
             current = self.get(kind, namespace, name)
             have = current["metadata"]["resourceVersion"]
             if expected is None or str(expected) != have:
@@ -161,18 +162,12 @@ class SQLiteStore:
             if obj.get("spec") != current.get("spec"):
                 meta["generation"] = int(current["metadata"].get("generation", 1)) + 1
             out = self._write(kind, key, obj, "MODIFIED")
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._notify()
         return out
 
     def delete(
         self, kind: str, namespace: str, name: str, resource_version: str | None = None
     ) -> dict[str, Any]:
-        self._transaction()
-        try:
+        with self._transaction():
             current = self.get(kind, namespace, name)
             have = current["metadata"]["resourceVersion"]
             if resource_version is not None and str(resource_version) != have:
@@ -181,11 +176,6 @@ class SQLiteStore:
                     f"(now {have})"
                 )
             out = self._write(kind, (kind, namespace, name), current, "DELETED")
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._notify()
         return out
 
     # --- watch ---------------------------------------------------------------------------
