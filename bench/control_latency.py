@@ -22,10 +22,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from livemig.client import ApiClient
+from livemig.api.status import parse_timestamp
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster
 from livemig.hypervisor.qemu import QemuVM
+from livemig.informer import Informer
 from livemig.migration import MigrationRunner
 from report import emitter  # bench/report.py, beside this script
 
@@ -53,6 +54,8 @@ MigrationRunner.run = _timed_run  # type: ignore[method-assign]
 
 
 emit = emitter("control_latency")
+VMIM = "VirtualMachineInstanceMigration"
+VMI = "VirtualMachineInstance"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -78,14 +81,16 @@ def vm(name: str) -> dict[str, Any]:
     }
 
 
-async def phase(client: ApiClient, name: str) -> str:
-    m = await client.get("migrations", name, "default")
+def phase(seen: Informer, name: str) -> str:
+    m = seen.get(VMIM, name, "default") or {}
     return str((m.get("status") or {}).get("phase", ""))
 
 
 async def until(check: Any, within: float = 60) -> None:
+    """Wait for ``check()``; it reads the benchmark's own watch cache, so waiting does not load
+    the API server being measured."""
     deadline = clock.now() + within
-    while not await check():
+    while not check():
         if clock.now() > deadline:
             raise TimeoutError("benchmark step timed out")
         await clock.sleep(0.01)
@@ -96,8 +101,11 @@ async def main(requests: int, queue: int) -> None:
         cluster = LocalCluster(Path(tmp), nodes=2, node_memory=4 * 2**30)
         await cluster.start()
         client = cluster.client()
+        seen = Informer(client, (VMIM, VMI, "Node"), clock)
+        seen.start()
         try:
-            await until(lambda: _count(client, "Node", 2))
+            await seen.synced()
+            await until(lambda: len(seen.objects("Node")) == 2)
             await client.create(
                 {
                     "apiVersion": "hco.kubevirt.io/v1beta1",
@@ -109,10 +117,11 @@ async def main(requests: int, queue: int) -> None:
             names = [f"vm-{i}" for i in range(4)]
             for n in names:
                 await client.create(vm(n))
-            await until(lambda: _running(client, len(names)))
+            await until(lambda: _running(seen, len(names)))
 
             # (a) request -> migrate command, one at a time
-            latencies = []
+            latencies: list[float] = []
+            stages: list[dict[str, float]] = []
             for i in range(requests):
                 name = f"a-{i}"
                 sent = len(migrate_sent)
@@ -121,12 +130,16 @@ async def main(requests: int, queue: int) -> None:
                 try:
                     await until(lambda s=sent: _sent(s), 20)
                 except TimeoutError:
-                    print(json.dumps(await client.get("migrations", name, "default"))[:3000])
+                    print(json.dumps(seen.get(VMIM, name, "default"))[:3000])
                     raise
                 latencies.append(migrate_sent[sent][0] - t0)
-                await until(lambda n=name: _done(client, n))
+                await until(lambda n=name: _done(seen, n))
+                stages.append(_stages(await client.get(VMIM, name, "default")))
             emit("request_to_migrate_p50", round(statistics.median(latencies) * 1000, 1), "ms")
             emit("request_to_migrate_p95", round(pct(latencies, 0.95) * 1000, 1), "ms", "<= 200")
+            for stage in stages[0]:
+                values = [s[stage] for s in stages if stage in s]
+                emit(f"stage_{stage}_p50", round(statistics.median(values) * 1000, 1), "ms")
 
             # (b) a queue behind a cluster limit of 1: finish -> next start
             migrate_sent.clear()
@@ -137,8 +150,8 @@ async def main(requests: int, queue: int) -> None:
                 batch = queued[start : start + width]
                 for j, name in enumerate(batch):
                     await client.create(_migration(name, names[j]))
-                await until(lambda b=batch: _all_done(client, b), 120)
-            await until(lambda: _all_done(client, queued), 120)
+                await until(lambda b=batch: _all_done(seen, b), 120)
+            await until(lambda: _all_done(seen, queued), 120)
             starts = sorted(t for t, _ in migrate_sent)
             gaps = [
                 min(s - e for s in starts if s >= e)
@@ -151,7 +164,29 @@ async def main(requests: int, queue: int) -> None:
             emit("samples", len(gaps), "count")
 
         finally:
+            await seen.stop()
             await cluster.stop(stop_vms=True)
+
+
+PHASES = ("Pending", "Scheduled", "PreparingTarget", "TargetReady", "Running")
+
+
+def _stages(m: dict[str, Any]) -> dict[str, float]:
+    """Time from the previous step to each phase (where the request's latency goes)."""
+    times = {
+        t["phase"]: parse_timestamp(t["phaseTransitionTimestamp"]).timestamp()
+        for t in m["status"].get("phaseTransitionTimestamps", [])
+    }
+    out, before, last = (
+        {},
+        "created",
+        parse_timestamp(m["metadata"]["creationTimestamp"]).timestamp(),
+    )
+    for p in PHASES:
+        if p in times:
+            out[f"{before}_to_{p}"] = times[p] - last
+            before, last = p, times[p]
+    return out
 
 
 def _migration(name: str, vmi: str) -> dict[str, Any]:
@@ -163,28 +198,21 @@ def _migration(name: str, vmi: str) -> dict[str, Any]:
     }
 
 
-async def _count(client: ApiClient, kind: str, n: int) -> bool:
-    return len((await client.list(kind))[0]) == n
-
-
-async def _running(client: ApiClient, n: int) -> bool:
-    items, _ = await client.list("VirtualMachineInstance")
+def _running(seen: Informer, n: int) -> bool:
+    items = seen.objects(VMI)
     return len(items) == n and all((i.get("status") or {}).get("phase") == "Running" for i in items)
 
 
-async def _sent(before: int) -> bool:
+def _sent(before: int) -> bool:
     return len(migrate_sent) > before
 
 
-async def _done(client: ApiClient, name: str) -> bool:
-    return await phase(client, name) in ("Succeeded", "Failed")
+def _done(seen: Informer, name: str) -> bool:
+    return phase(seen, name) in ("Succeeded", "Failed")
 
 
-async def _all_done(client: ApiClient, names: list[str]) -> bool:
-    for n in names:
-        if not await _done(client, n):
-            return False
-    return True
+def _all_done(seen: Informer, names: list[str]) -> bool:
+    return all(_done(seen, n) for n in names)
 
 
 if __name__ == "__main__":

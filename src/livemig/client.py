@@ -135,18 +135,25 @@ class ApiClient:
         name: str,
         namespace: str | None,
         change: Callable[[dict[str, Any]], dict[str, Any] | None],
+        current: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """Read, change, write; on a resourceVersion conflict read again and redo the change.
 
-        ``change`` returns the new object, or None to leave it as it is."""
+        ``change`` returns the new object, or None to leave it as it is. ``current`` (a copy
+        the caller may give away, e.g. from a watch cache) saves the first read; if it is
+        stale the write conflicts and the object is read afresh. A change that declines on
+        ``current`` is not checked against the server: the caller's watch brings any newer
+        copy, and its next pass looks again."""
         for _ in range(CONFLICT_RETRIES):
-            current = await self.get(kind, name, namespace)
+            if current is None:
+                current = await self.get(kind, name, namespace)
             wanted = change(current)
             if wanted is None:
                 return current
             try:
                 return await self.update(wanted)
             except Conflict:
+                current = None
                 continue
         raise Conflict(f"{kind}/{name}: still conflicting after {CONFLICT_RETRIES} tries")
 

@@ -16,6 +16,7 @@ from livemig.clock import Clock, RealClock
 from livemig.controller.controller import Controller
 from livemig.server.run import RunningServer, ensure_token, start_server
 from livemig.store.sqlite import SQLiteStore
+from livemig.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 ENDPOINT_FILE = "endpoint.json"
@@ -92,9 +93,7 @@ class LocalCluster:
 
     async def stop_controller(self) -> None:
         if self.controller_task is not None:
-            self.controller_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.controller_task
+            await cancel_and_wait(self.controller_task)
             self.controller_task = None
 
     def start_agent(self, name: str) -> NodeAgent:
@@ -113,9 +112,7 @@ class LocalCluster:
         index = self.agents.index(agent)
         task = self.tasks.pop(index)
         self.agents.pop(index)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         await agent.shutdown(stop_vms)
 
     async def stop(self, stop_vms: bool = True) -> None:

@@ -1,52 +1,134 @@
-"""Level-triggered plumbing: watch kinds through the API and wake a reconcile loop on change."""
+"""Level-triggered plumbing: a watch-fed cache of some kinds, and a reconcile loop woken by it.
+
+An :class:`Informer` lists each kind once, then follows its watch stream, so a reconcile pass
+reads the cluster from memory instead of asking the API server for every kind again. Writes
+made through the informer go into the cache as soon as the server acknowledges them (the
+watch brings the same revision later and changes nothing), so a pass never acts on a state
+older than its own last write — which is what keeps admission from over-filling a slot.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import httpx
 
 from livemig.client import ApiClient
 from livemig.clock import Clock
 from livemig.errors import Gone
+from livemig.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
+Key = tuple[str, str]  # (namespace or "", name)
+
+
+def key_of(obj: dict[str, Any]) -> Key:
+    meta = obj["metadata"]
+    return meta.get("namespace") or "", meta["name"]
+
+
+def _revision(obj: dict[str, Any] | None) -> int:
+    return int(((obj or {}).get("metadata") or {}).get("resourceVersion") or 0)
+
 
 class Informer:
-    """Sets ``changed`` whenever an object of one of ``kinds`` changes; survives reconnects."""
+    """A cache of ``kinds`` kept current by watches; sets ``changed`` whenever it changes.
+
+    Objects handed out by :meth:`objects` and :meth:`get` are the cache's own: read them, do
+    not change them (:meth:`modify` works on a copy)."""
 
     def __init__(self, client: ApiClient, kinds: Sequence[str], clock: Clock) -> None:
         self.client = client
         self.kinds = tuple(kinds)
         self.clock = clock
         self.changed = asyncio.Event()
+        self._cache: dict[str, dict[Key, dict[str, Any]]] = {kind: {} for kind in self.kinds}
+        self._synced: set[str] = set()
+        self._all_synced = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+
+    # --- life cycle --------------------------------------------------------------------------
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._watch(kind)) for kind in self.kinds]
-        self.changed.set()  # reconcile once at start
 
     async def stop(self) -> None:
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
+        self._tasks = []
+
+    async def synced(self) -> None:
+        """Wait until every kind has been listed once."""
+        await self._all_synced.wait()
 
     async def _watch(self, kind: str) -> None:
         while True:
             try:
-                _, since = await self.client.list(kind)
+                items, since = await self.client.list(kind)
+                self._cache[kind] = {key_of(o): o for o in items}
+                self._synced.add(kind)
+                if self._synced.issuperset(self.kinds):
+                    self._all_synced.set()
                 self.changed.set()  # whatever happened while we were away
-                async for _event in self.client.watch(kind, since):
+                async for event in self.client.watch(kind, since):
+                    if event.type == "DELETED":
+                        cached = self._cache[kind].get(key_of(event.object))
+                        if _revision(cached) <= event.revision:
+                            self._cache[kind].pop(key_of(event.object), None)
+                    else:
+                        self._remember(kind, event.object)
                     self.changed.set()
             except (Gone, httpx.HTTPError) as exc:
                 log.info("watch %s interrupted (%s); listing again", kind, exc)
                 await self.clock.sleep(0.2)
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def objects(self, kind: str) -> list[dict[str, Any]]:
+        """Every cached object of ``kind``, in name order."""
+        cache = self._cache[kind]
+        return [cache[k] for k in sorted(cache)]
+
+    def get(self, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:
+        return self._cache[kind].get((namespace or "", name))
+
+    # --- writes (through to the server, then into the cache) ---------------------------------
+
+    def _remember(self, kind: str, obj: dict[str, Any]) -> None:
+        """Keep ``obj`` unless the cache already holds a newer revision of it."""
+        key = key_of(obj)
+        if _revision(obj) >= _revision(self._cache[kind].get(key)):
+            self._cache[kind][key] = obj
+
+    async def modify(
+        self,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        change: Callable[[dict[str, Any]], dict[str, Any] | None],
+    ) -> dict[str, Any] | None:
+        """:meth:`ApiClient.modify`, starting from the cached copy (no read when it is current).
+
+        Raises NotFound if the object is gone."""
+        cached = self.get(kind, name, namespace)
+        out = await self.client.modify(
+            kind, name, namespace, change, current=copy.deepcopy(cached) if cached else None
+        )
+        if out is not None and kind in self._cache:
+            self._remember(kind, out)
+        return out
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        out = await self.client.create(obj)
+        if out["kind"] in self._cache:
+            self._remember(out["kind"], out)
+        return out
 
 
 async def reconcile_forever(
@@ -55,17 +137,21 @@ async def reconcile_forever(
     clock: Clock,
     resync: float = 2.0,
 ) -> None:
-    """Run ``reconcile`` on every change, and every ``resync`` seconds regardless."""
+    """Run ``reconcile`` on every change, and every ``resync`` seconds regardless.
+
+    The first pass waits until every kind is in the cache: acting on a half-listed cluster
+    would, say, fail a migration whose VMI simply was not listed yet."""
     informer.start()
     try:
+        await informer.synced()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await clock.wait_for(informer.changed.wait(), resync)
             informer.changed.clear()
             try:
                 await reconcile()
             except Exception:  # one bad pass must not stop the loop; the next one retries
                 log.exception("reconcile failed; retrying on the next change")
                 await clock.sleep(0.2)
+            with contextlib.suppress(TimeoutError):
+                await clock.wait_for(informer.changed.wait(), resync)
     finally:
         await informer.stop()

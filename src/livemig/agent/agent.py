@@ -28,6 +28,7 @@ from livemig.hypervisor.qemu import QemuHypervisor, QemuVM
 from livemig.informer import Informer, reconcile_forever
 from livemig.migration import USER_CANCEL, MigrationResult, MigrationRunner, params_for
 from livemig.policy import MigrationConfiguration
+from livemig.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ class NodeAgent:
         self.incoming: dict[tuple[str, str], QemuVM] = {}  # by migration key
         self.outgoing: dict[tuple[str, str], Outgoing] = {}
         self.ledger = Ledger.load(self.state_dir / "vms.json")
+        self.informer = Informer(client, (VMI, VMIM), clock)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.wall(), UTC)
@@ -139,21 +141,14 @@ class NodeAgent:
         await self._readopt()
         beat = asyncio.create_task(self._heartbeats())
         try:
-            await reconcile_forever(
-                Informer(self.client, (VMI, VMIM), self.clock), self.reconcile, self.clock
-            )
+            await reconcile_forever(self.informer, self.reconcile, self.clock)
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            await cancel_and_wait(beat)
 
     async def shutdown(self, stop_vms: bool) -> None:
         """Stop our own tasks; with ``stop_vms`` also every QEMU (else they keep running)."""
-        for out in self.outgoing.values():
-            out.task.cancel()
         for out in list(self.outgoing.values()):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await out.task
+            await cancel_and_wait(out.task)
         vms = [loc.vm for loc in self.local.values()] + list(self.incoming.values())
         for vm in vms:
             if stop_vms:
@@ -246,9 +241,7 @@ class NodeAgent:
     # --- reconcile ---------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
-        (vmis, _), (migrations, _) = await asyncio.gather(
-            self.client.list(VMI), self.client.list(VMIM)
-        )
+        vmis, migrations = self.informer.objects(VMI), self.informer.objects(VMIM)
         by_key = {(v["metadata"]["namespace"], v["metadata"]["name"]): v for v in vmis}
         await self._targets(migrations)
         # Adopt VMIs handed to us before looking for migrations to start: a VMI that just
@@ -340,7 +333,7 @@ class NodeAgent:
             return o
 
         with contextlib.suppress(NotFound):
-            await self.client.modify(VMI, key[1], key[0], change)
+            await self.informer.modify(VMI, key[1], key[0], change)
 
     async def _adopt_migrated(
         self, key: tuple[str, str], raw: dict[str, Any], migrations: list[dict[str, Any]]
@@ -396,7 +389,9 @@ class NodeAgent:
             ),
         )
         try:
-            vmi_raw = await self.client.get(VMI, m["spec"]["vmiName"], ns)
+            vmi_raw = self.informer.get(VMI, m["spec"]["vmiName"], ns)
+            if vmi_raw is None:
+                raise NotFound(f"VirtualMachineInstance {ns}/{m['spec']['vmiName']} is gone")
             vmi = validate(vmi_raw)
             assert isinstance(vmi, VirtualMachineInstance)
             spec = vm_spec(vmi, vmi_raw["metadata"].get("annotations") or {})
@@ -472,8 +467,9 @@ class NodeAgent:
             o["status"]["migrationState"]["startTimestamp"] = timestamp(now)
             return set_phase(o, Phase.RUNNING, now)
 
-        if await self._migration_status(ns, name, running) is None:
-            return
+        started = await self._migration_status(ns, name, running)
+        if started is None or started["status"].get("phase") != Phase.RUNNING:
+            return  # cancelled or failed meanwhile
         runner = MigrationRunner(
             local.vm,
             state["targetNodeAddress"],
@@ -567,14 +563,14 @@ class NodeAgent:
             return set_phase(o, Phase.SUCCEEDED if ok else Phase.FAILED, now)
 
         try:
-            await self.client.modify(VMIM, name, ns, end)
+            await self.informer.modify(VMIM, name, ns, end)
         except NotFound:
             return True  # deleted (cancelled) meanwhile: the runner's result stands
         return recorded
 
     async def _migration_status(self, ns: str, name: str, change: Any) -> dict[str, Any] | None:
         try:
-            return await self.client.modify(VMIM, name, ns, change)
+            return await self.informer.modify(VMIM, name, ns, change)
         except NotFound:
             return None
 

@@ -4,7 +4,6 @@ migrate-cancel."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -27,6 +26,7 @@ from livemig.client import ApiClient
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster, default_state_dir, find_cluster
 from livemig.errors import AlreadyExists, LivemigError, LoadError, NotFound
+from livemig.tasks import cancel_and_wait
 
 T = TypeVar("T")
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 4000)
@@ -155,9 +155,7 @@ def register(app: typer.Typer) -> None:
                 await stop.wait()
             finally:
                 for t in tasks:
-                    t.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await t
+                    await cancel_and_wait(t)
                 await client.close()
                 await running.stop()
 
@@ -174,9 +172,7 @@ def register(app: typer.Typer) -> None:
             async with connect(server, token, state) as client:
                 task = asyncio.create_task(Controller(client, RealClock()).run())
                 await stop.wait()
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task)
 
         _serve_until_signal(main)
 
@@ -214,9 +210,7 @@ def register(app: typer.Typer) -> None:
                 )
                 task = asyncio.create_task(the_agent.run())
                 await stop.wait()
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task)
                 await the_agent.shutdown(stop_vms=False)
 
         _serve_until_signal(main)

@@ -4,7 +4,6 @@ objects in the API server, so a restart mid-migration picks up exactly where thi
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections import defaultdict
@@ -85,19 +84,18 @@ class Controller:
         self.clock = clock
         self.heartbeat_timeout = heartbeat_timeout
         self.precedence = precedence
+        self.informer = Informer(client, WATCHED, clock)
 
     async def run(self) -> None:
-        await reconcile_forever(
-            Informer(self.client, WATCHED, self.clock), self.reconcile, self.clock
-        )
+        await reconcile_forever(self.informer, self.reconcile, self.clock)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.wall(), UTC)
 
     async def reconcile(self) -> None:
-        # All lists at once: a freed slot must reach the next pending migration quickly.
-        lists = await asyncio.gather(*(self.client.list(kind) for kind in WATCHED))
-        objs = {kind: items for kind, (items, _) in zip(WATCHED, lists, strict=True)}
+        # From the watch cache: a freed slot reaches the next pending migration without a
+        # round of lists.
+        objs = {kind: self.informer.objects(kind) for kind in WATCHED}
         await self._vms_to_vmis(objs["VirtualMachine"], objs[VMI])
         nodes = await self._node_health(objs["Node"], objs[VMIM], objs[VMI])
         await self._place_vmis(objs[VMI], nodes)
@@ -413,13 +411,13 @@ class Controller:
         self, kind: str, name: str, namespace: str | None, change: Any
     ) -> dict[str, Any] | None:
         try:
-            return await self.client.modify(kind, name, namespace, change)
+            return await self.informer.modify(kind, name, namespace, change)
         except NotFound:
             return None
 
     async def _create_ignoring_exists(self, obj: dict[str, Any]) -> None:
         try:
-            await self.client.create(obj)
+            await self.informer.create(obj)
         except Conflict:
             pass
         except Exception as exc:  # AlreadyExists and friends: someone else did it

@@ -30,6 +30,7 @@ from livemig.hypervisor import (
     VMSpec,
     testguest,
 )
+from livemig.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -227,10 +228,7 @@ class QemuVM:
         with contextlib.suppress(QMPError, OSError, EOFError):
             await self.qmp.disconnect()
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_and_wait(task)
         self._tasks.clear()
         if self._serial_writer is not None:
             self._serial_writer.close()
