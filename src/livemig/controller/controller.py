@@ -32,7 +32,7 @@ from livemig.controller.decisions import (
     choose_node,
 )
 from livemig.errors import Conflict, NotFound
-from livemig.informer import Informer, reconcile_forever
+from livemig.informer import Informer, key_of, reconcile_forever
 from livemig.inventory import Inventory
 from livemig.policy import Precedence, effective_configuration
 
@@ -53,11 +53,6 @@ WATCHED = (
 #: How many finished migrations are kept per VMI.
 KEEP_FINISHED = 5
 PRIORITY_ANNOTATION = "livemig.io/priority"
-
-
-def _key(obj: dict[str, Any]) -> tuple[str, str]:
-    meta = obj["metadata"]
-    return meta.get("namespace") or "", meta["name"]
 
 
 def _status(obj: dict[str, Any]) -> dict[str, Any]:
@@ -105,7 +100,7 @@ class Controller:
     # --- VMs and VMIs ----------------------------------------------------------------------
 
     async def _vms_to_vmis(self, vms: list[dict[str, Any]], vmis: list[dict[str, Any]]) -> None:
-        have = {_key(v): v for v in vmis}
+        have = {key_of(v): v for v in vmis}
         for raw in vms:
             vm = validate(raw)
             assert isinstance(vm, VirtualMachine)
@@ -115,7 +110,7 @@ class Controller:
                 strategy is not None and strategy.value in ("Always", "RerunOnFailure")
             )
             stop = running is False or (strategy is not None and strategy.value == "Halted")
-            existing = have.get(_key(raw))
+            existing = have.get(key_of(raw))
             template = raw["spec"]["template"]
             labels = dict((template.get("metadata") or {}).get("labels") or {})
             annotations = dict((template.get("metadata") or {}).get("annotations") or {})
@@ -252,7 +247,7 @@ class Controller:
             if not phase or Phase(phase).finished:
                 continue
             if node in (state.get("sourceNode"), state.get("targetNode")):
-                ns, name = _key(raw)
+                ns, name = key_of(raw)
                 await self._modify(VMIM, name, ns, self._failer(reason))
 
     def _failer(self, reason: str) -> Any:
@@ -276,10 +271,10 @@ class Controller:
     async def _migrations(
         self, objs: dict[str, list[dict[str, Any]]], nodes: list[NodeView]
     ) -> None:
-        vmis = {_key(v): v for v in objs[VMI]}
+        vmis = {key_of(v): v for v in objs[VMI]}
         views = []
         for raw in objs[VMIM]:
-            ns, name = _key(raw)
+            ns, name = key_of(raw)
             status = raw.get("status") or {}
             vmi = vmis.get((ns, raw["spec"]["vmiName"]))
             phase = status.get("phase")
@@ -299,19 +294,21 @@ class Controller:
                 )
             )
         limits = effective_configuration(self._inventory(objs).cluster)
-        by_key = {f"{_key(r)[0]}/{_key(r)[1]}": r for r in objs[VMIM]}
+        by_key = {f"{key_of(r)[0]}/{key_of(r)[1]}": r for r in objs[VMIM]}
         for view in admit(
             views,
             limits.parallel_migrations_per_cluster,
             limits.parallel_outbound_migrations_per_node,
         ):
             raw = by_key[view.key]
-            await self._schedule(raw, vmis.get((_key(raw)[0], raw["spec"]["vmiName"])), nodes, objs)
+            await self._schedule(
+                raw, vmis.get((key_of(raw)[0], raw["spec"]["vmiName"])), nodes, objs
+            )
 
     async def _new_migration(
         self, raw: dict[str, Any], vmi: dict[str, Any] | None
     ) -> dict[str, Any]:
-        ns, name = _key(raw)
+        ns, name = key_of(raw)
         node = ((vmi or {}).get("status") or {}).get("nodeName")
 
         def pending(o: dict[str, Any]) -> dict[str, Any] | None:
@@ -342,7 +339,7 @@ class Controller:
         nodes: list[NodeView],
         objs: dict[str, list[dict[str, Any]]],
     ) -> None:
-        ns, name = _key(raw)
+        ns, name = key_of(raw)
         if vmi_raw is None:
             await self._modify(VMIM, name, ns, self._failer("the VMI disappeared"))
             return
@@ -393,7 +390,7 @@ class Controller:
         finished: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for raw in migrations:
             if (raw.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-                finished[(_key(raw)[0], raw["spec"]["vmiName"])].append(raw)
+                finished[(key_of(raw)[0], raw["spec"]["vmiName"])].append(raw)
         for group in finished.values():
             group.sort(
                 key=lambda r: (
@@ -403,7 +400,7 @@ class Controller:
                 reverse=True,
             )
             for old in group[KEEP_FINISHED:]:
-                await self._delete_ignoring_missing(VMIM, old["metadata"]["name"], _key(old)[0])
+                await self._delete_ignoring_missing(VMIM, old["metadata"]["name"], key_of(old)[0])
 
     # --- writes ------------------------------------------------------------------------------
 
