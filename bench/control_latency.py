@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from livemig.agent.agent import make_test_guest_vm
 from livemig.api.status import parse_timestamp
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster
@@ -64,21 +65,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def vm(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachine",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "runStrategy": "Always",
-            "template": {
-                "metadata": {"annotations": {"livemig.io/working-set": "4Mi"}},
-                "spec": {
-                    "domain": {"memory": {"guest": "64Mi"}, "devices": {}},
-                    "volumes": [{"name": "root", "containerDisk": {"image": "livemig/test-guest"}}],
-                },
-            },
-        },
-    }
+    return make_test_guest_vm(name, working_set="4Mi", memory="64Mi")
 
 
 def phase(seen: Informer, name: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from livemig.agent.agent import make_test_guest_vm
 from livemig.client import ApiClient
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster
@@ -83,24 +84,7 @@ def vm(
     ws: str = "32Mi",
     memory: str = "128Mi",
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachine",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "runStrategy": "Always",
-            "template": {
-                "metadata": {
-                    "labels": labels or {},
-                    "annotations": {"livemig.io/dirty-rate": rate, "livemig.io/working-set": ws},
-                },
-                "spec": {
-                    "domain": {"memory": {"guest": memory}, "devices": {}},
-                    "volumes": [{"name": "root", "containerDisk": {"image": "livemig/test-guest"}}],
-                },
-            },
-        },
-    }
+    return make_test_guest_vm(name, "default", labels, rate, ws, memory)
 
 
 def hco(**settings: Any) -> dict[str, Any]:
