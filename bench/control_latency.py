@@ -26,6 +26,7 @@ from livemig.agent.agent import make_test_guest_vm
 from livemig.api.status import parse_timestamp
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster
+from livemig.controller.controller import migration_request
 from livemig.hypervisor.qemu import QemuVM
 from livemig.informer import Informer
 from livemig.migration import MigrationRunner
@@ -113,7 +114,7 @@ async def main(requests: int, queue: int) -> None:
                 name = f"a-{i}"
                 sent = len(migrate_sent)
                 t0 = clock.now()
-                await client.create(_migration(name, names[0]))
+                await client.create(migration_request(name, names[0]))
                 try:
                     await until(lambda s=sent: _sent(s), 20)
                 except TimeoutError:
@@ -136,7 +137,7 @@ async def main(requests: int, queue: int) -> None:
             for start in range(0, queue, width):
                 batch = queued[start : start + width]
                 for j, name in enumerate(batch):
-                    await client.create(_migration(name, names[j]))
+                    await client.create(migration_request(name, names[j]))
                 await until(lambda b=batch: _all_done(seen, b), 120)
             await until(lambda: _all_done(seen, queued), 120)
             starts = sorted(t for t, _ in migrate_sent)
@@ -174,15 +175,6 @@ def _stages(m: dict[str, Any]) -> dict[str, float]:
             out[f"{before}_to_{p}"] = times[p] - last
             before, last = p, times[p]
     return out
-
-
-def _migration(name: str, vmi: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachineInstanceMigration",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"vmiName": vmi},
-    }
 
 
 def _running(seen: Informer, n: int) -> bool:

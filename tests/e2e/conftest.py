@@ -17,6 +17,7 @@ from livemig.agent.agent import make_test_guest_vm
 from livemig.client import ApiClient
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster
+from livemig.controller.controller import migration_request
 
 MiB = 2**20
 clock = RealClock()
@@ -106,12 +107,7 @@ def policy(name: str, selector: dict[str, str], **settings: Any) -> dict[str, An
 
 
 def migration(name: str, vmi: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachineInstanceMigration",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"vmiName": vmi},
-    }
+    return migration_request(name, vmi)
 
 
 async def cordon(client: ApiClient, node: str, on: bool) -> None:

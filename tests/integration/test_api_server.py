@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from livemig.client import ApiClient, Unauthorized
+from livemig.controller.controller import migration_request
 from livemig.errors import CancelRefused, Conflict, LoadError, MigrationError, NotFound
 from livemig.server.run import ensure_token, start_server
 from livemig.store.sqlite import SQLiteStore
@@ -29,12 +30,7 @@ POLICY = {
 
 
 def migration(name: str, vmi: str = "pg-0") -> dict[str, Any]:
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachineInstanceMigration",
-        "metadata": {"name": name, "namespace": "db"},
-        "spec": {"vmiName": vmi},
-    }
+    return migration_request(name, vmi, "db")
 
 
 @asynccontextmanager

@@ -326,20 +326,15 @@ def register(app: typer.Typer) -> None:
         state: StateOption = None,
     ) -> None:
         """Live-migrate a VMI (creates a VirtualMachineInstanceMigration)."""
+        from livemig.controller.controller import migration_request
+
         ns = namespace or "default"
 
         async def main() -> dict[str, Any]:
             async with connect(server, token, state) as client:
                 await client.get("VirtualMachineInstance", vmi, ns)  # a clear NotFound
                 name = f"{vmi}-migration-{secrets.token_hex(3)}"
-                await client.create(
-                    {
-                        "apiVersion": "kubevirt.io/v1",
-                        "kind": "VirtualMachineInstanceMigration",
-                        "metadata": {"name": name, "namespace": ns},
-                        "spec": {"vmiName": vmi},
-                    }
-                )
+                await client.create(migration_request(name, vmi, ns))
                 out.print(f"VirtualMachineInstanceMigration/{ns}/{name} created")
                 if not wait:
                     return {}

@@ -15,7 +15,7 @@ from livemig.api.quantity import human_bytes
 from livemig.client import ApiClient
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster
-from livemig.controller.controller import PRIORITY_ANNOTATION
+from livemig.controller.controller import migration_request
 from livemig.errors import LivemigError
 
 from .cluster_cmds import follow, out, run_async
@@ -153,18 +153,7 @@ async def demo(state: Path) -> None:
         names = []
         for vm_name, *_ in VMS:
             name = f"{vm_name}-evacuation"
-            await client.create(
-                {
-                    "apiVersion": "kubevirt.io/v1",
-                    "kind": "VirtualMachineInstanceMigration",
-                    "metadata": {
-                        "name": name,
-                        "namespace": NAMESPACE,
-                        "annotations": {PRIORITY_ANNOTATION: "evacuation"},
-                    },
-                    "spec": {"vmiName": vm_name},
-                }
-            )
+            await client.create(migration_request(name, vm_name, NAMESPACE, evacuation=True))
             names.append(name)
         out.print(
             f"[bold]4.[/] cordoned {DRAINED} and asked to migrate every VM off it "

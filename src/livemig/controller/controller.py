@@ -55,6 +55,22 @@ KEEP_FINISHED = 5
 PRIORITY_ANNOTATION = "livemig.io/priority"
 
 
+def migration_request(
+    name: str, vmi: str, namespace: str = "default", evacuation: bool = False
+) -> dict[str, Any]:
+    """A VirtualMachineInstanceMigration asking to move ``vmi``; ``evacuation`` ones (a
+    drain's) are admitted before user requests."""
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if evacuation:
+        metadata["annotations"] = {PRIORITY_ANNOTATION: "evacuation"}
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": VMIM,
+        "metadata": metadata,
+        "spec": {"vmiName": vmi},
+    }
+
+
 def _status(obj: dict[str, Any]) -> dict[str, Any]:
     status: dict[str, Any] = obj.setdefault("status", {})
     return status
