@@ -22,11 +22,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from livemig.agent.agent import make_test_guest_vm
+from livemig.api.builders import make_test_guest_vm, migration_request
 from livemig.api.status import parse_timestamp
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster
-from livemig.controller.controller import migration_request
 from livemig.hypervisor.qemu import QemuVM
 from livemig.informer import Informer
 from livemig.migration import MigrationRunner

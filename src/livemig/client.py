@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from livemig.api.watch import WatchEvent
 from livemig.errors import (
     AlreadyExists,
     CancelRefused,
@@ -20,7 +21,6 @@ from livemig.errors import (
     Problem,
     UsageError,
 )
-from livemig.store import WatchEvent
 
 #: How often a write that lost a resourceVersion race is retried before giving up.
 CONFLICT_RETRIES = 20

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from livemig.hypervisor import MigrationMode, TransferStats
+from livemig.api.transfer import MigrationMode, TransferStats
 from livemig.policy import MigrationConfiguration
 
 GIB = 2**30

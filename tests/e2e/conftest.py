@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 
-from livemig.agent.agent import make_test_guest_vm
+from livemig.api.builders import make_test_guest_vm, migration_request
 from livemig.client import ApiClient
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster
-from livemig.controller.controller import migration_request
 
 MiB = 2**20
 clock = RealClock()

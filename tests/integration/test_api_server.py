@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from livemig.api.builders import migration_request
 from livemig.client import ApiClient, Unauthorized
-from livemig.controller.controller import migration_request
 from livemig.errors import CancelRefused, Conflict, LoadError, MigrationError, NotFound
 from livemig.server.run import ensure_token, start_server
 from livemig.store.sqlite import SQLiteStore

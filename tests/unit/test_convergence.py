@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from livemig.api.transfer import MigrationMode, TransferStats, TransferStatus
 from livemig.convergence import (
     COMPLETION_TIMEOUT,
     PROGRESS_TIMEOUT,
@@ -14,7 +15,6 @@ from livemig.convergence import (
     acceptable_completion_time,
     decide,
 )
-from livemig.hypervisor import MigrationMode, TransferStats, TransferStatus
 from livemig.policy import ClusterConfig, effective_configuration
 
 GIB = 2**30

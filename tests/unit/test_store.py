@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from livemig.api.watch import WatchEvent
 from livemig.errors import AlreadyExists, Conflict, Gone, NotFound
-from livemig.store import WatchEvent
 from livemig.store.sqlite import SQLiteStore
 
 

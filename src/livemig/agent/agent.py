@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from livemig.api.builders import DIRTY_RATE, TEST_GUEST_IMAGE, WORKING_SET
 from livemig.api.loading import validate
 from livemig.api.models import VirtualMachineInstance
 from livemig.api.quantity import parse_quantity
@@ -34,40 +35,8 @@ log = logging.getLogger(__name__)
 
 VMI = "VirtualMachineInstance"
 VMIM = "VirtualMachineInstanceMigration"
-TEST_GUEST_IMAGE = "livemig/test-guest"
-DIRTY_RATE = "livemig.io/dirty-rate"
-WORKING_SET = "livemig.io/working-set"
 DEFAULT_MEMORY = 128 * 2**20
 REPORT_INTERVAL = 1.0
-
-
-def make_test_guest_vm(
-    name: str,
-    namespace: str = "default",
-    labels: dict[str, str] | None = None,
-    dirty_rate: str = "0",
-    working_set: str = "32Mi",
-    memory: str = "128Mi",
-) -> dict[str, Any]:
-    """A running VirtualMachine that boots the built-in test guest with this load."""
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachine",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "runStrategy": "Always",
-            "template": {
-                "metadata": {
-                    "labels": labels or {},
-                    "annotations": {DIRTY_RATE: dirty_rate, WORKING_SET: working_set},
-                },
-                "spec": {
-                    "domain": {"memory": {"guest": memory}, "devices": {}},
-                    "volumes": [{"name": "root", "containerDisk": {"image": TEST_GUEST_IMAGE}}],
-                },
-            },
-        },
-    }
 
 
 def vm_spec(vmi: VirtualMachineInstance, annotations: dict[str, str]) -> VMSpec:

@@ -326,7 +326,7 @@ def register(app: typer.Typer) -> None:
         state: StateOption = None,
     ) -> None:
         """Live-migrate a VMI (creates a VirtualMachineInstanceMigration)."""
-        from livemig.controller.controller import migration_request
+        from livemig.api.builders import migration_request
 
         ns = namespace or "default"
 

@@ -9,13 +9,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from livemig.api.builders import migration_request
 from livemig.api.loading import LoadResult, load_text
 from livemig.api.models import to_dict
 from livemig.api.quantity import human_bytes
 from livemig.client import ApiClient
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster
-from livemig.controller.controller import migration_request
 from livemig.errors import LivemigError
 
 from .cluster_cmds import follow, out, run_async

@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from livemig.api.builders import PRIORITY_ANNOTATION
 from livemig.api.loading import validate
 from livemig.api.models import Resource, VirtualMachine, VirtualMachineInstance
 from livemig.api.status import (
@@ -52,23 +53,6 @@ WATCHED = (
 )
 #: How many finished migrations are kept per VMI.
 KEEP_FINISHED = 5
-PRIORITY_ANNOTATION = "livemig.io/priority"
-
-
-def migration_request(
-    name: str, vmi: str, namespace: str = "default", evacuation: bool = False
-) -> dict[str, Any]:
-    """A VirtualMachineInstanceMigration asking to move ``vmi``; ``evacuation`` ones (a
-    drain's) are admitted before user requests."""
-    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
-    if evacuation:
-        metadata["annotations"] = {PRIORITY_ANNOTATION: "evacuation"}
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": VMIM,
-        "metadata": metadata,
-        "spec": {"vmiName": vmi},
-    }
 
 
 def _status(obj: dict[str, Any]) -> dict[str, Any]:

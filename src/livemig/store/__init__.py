@@ -8,20 +8,11 @@ only the ``Store`` protocol, so an etcd backend can be added without touching th
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+from livemig.api.watch import EventType, WatchEvent
 
-
-@dataclass(frozen=True, slots=True)
-class WatchEvent:
-    revision: int
-    type: EventType
-    object: dict[str, Any]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "revision": self.revision, "object": self.object}
+__all__ = ["EventType", "Store", "WatchEvent", "object_key"]
 
 
 def object_key(obj: dict[str, Any]) -> tuple[str, str, str]:

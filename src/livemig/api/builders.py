@@ -1,0 +1,58 @@
+"""Builders of the API objects livemig itself creates or offers to users: migration requests
+and VirtualMachines that boot the built-in test guest. They live here, below every component,
+so the CLI, the controller, the demo, the tests and the benchmarks build them one way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MIGRATION_KIND = "VirtualMachineInstanceMigration"
+PRIORITY_ANNOTATION = "livemig.io/priority"
+TEST_GUEST_IMAGE = "livemig/test-guest"
+DIRTY_RATE = "livemig.io/dirty-rate"
+WORKING_SET = "livemig.io/working-set"
+
+
+def migration_request(
+    name: str, vmi: str, namespace: str = "default", evacuation: bool = False
+) -> dict[str, Any]:
+    """A VirtualMachineInstanceMigration asking to move ``vmi``; ``evacuation`` ones (a
+    drain's) are admitted before user requests."""
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if evacuation:
+        metadata["annotations"] = {PRIORITY_ANNOTATION: "evacuation"}
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": MIGRATION_KIND,
+        "metadata": metadata,
+        "spec": {"vmiName": vmi},
+    }
+
+
+def make_test_guest_vm(
+    name: str,
+    namespace: str = "default",
+    labels: dict[str, str] | None = None,
+    dirty_rate: str = "0",
+    working_set: str = "32Mi",
+    memory: str = "128Mi",
+) -> dict[str, Any]:
+    """A running VirtualMachine that boots the built-in test guest with this load."""
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachine",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "runStrategy": "Always",
+            "template": {
+                "metadata": {
+                    "labels": labels or {},
+                    "annotations": {DIRTY_RATE: dirty_rate, WORKING_SET: working_set},
+                },
+                "spec": {
+                    "domain": {"memory": {"guest": memory}, "devices": {}},
+                    "volumes": [{"name": "root", "containerDisk": {"image": TEST_GUEST_IMAGE}}],
+                },
+            },
+        },
+    }
