@@ -114,10 +114,11 @@ class ApiClient:
         _raise_for(r)
         return dict(r.json())
 
-    async def update(self, obj: dict[str, Any]) -> dict[str, Any]:
+    async def update(self, obj: dict[str, Any], status: bool = False) -> dict[str, Any]:
+        """Replace ``obj`` (its status is kept as stored) or, with ``status``, only its status."""
         meta = obj["metadata"]
         r = await self._http.put(
-            f"/apis/{obj['kind']}/{meta['name']}",
+            f"/apis/{obj['kind']}/{meta['name']}" + ("/status" if status else ""),
             params=self._params(meta.get("namespace")),
             json=obj,
         )
@@ -136,8 +137,12 @@ class ApiClient:
         namespace: str | None,
         change: Callable[[dict[str, Any]], dict[str, Any] | None],
         current: dict[str, Any] | None = None,
+        status: bool = False,
     ) -> dict[str, Any] | None:
         """Read, change, write; on a resourceVersion conflict read again and redo the change.
+
+        With ``status`` only the status ``change`` makes is written (the status subresource);
+        otherwise everything but the status is.
 
         ``change`` returns the new object, or None to leave it as it is. ``current`` (a copy
         the caller may give away, e.g. from a watch cache) saves the first read; if it is
@@ -151,7 +156,7 @@ class ApiClient:
             if wanted is None:
                 return current
             try:
-                return await self.update(wanted)
+                return await self.update(wanted, status)
             except Conflict:
                 current = None
                 continue

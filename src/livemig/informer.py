@@ -112,13 +112,19 @@ class Informer:
         name: str,
         namespace: str | None,
         change: Callable[[dict[str, Any]], dict[str, Any] | None],
+        status: bool = False,
     ) -> dict[str, Any] | None:
         """:meth:`ApiClient.modify`, starting from the cached copy (no read when it is current).
 
         Raises NotFound if the object is gone."""
         cached = self.get(kind, name, namespace)
         out = await self.client.modify(
-            kind, name, namespace, change, current=copy.deepcopy(cached) if cached else None
+            kind,
+            name,
+            namespace,
+            change,
+            current=copy.deepcopy(cached) if cached else None,
+            status=status,
         )
         if out is not None and kind in self._cache:
             self._remember(kind, out)

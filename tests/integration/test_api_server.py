@@ -175,11 +175,32 @@ def test_a_second_migration_for_a_busy_vmi_is_rejected(tmp_path: Path) -> None:
     assert "db/pg-0 already has an unfinished migration m1" in message
 
 
+def test_create_and_update_never_set_the_status(tmp_path: Path) -> None:
+    """Applying a dumped object (status and all) cannot move a VM or finish a migration: only
+    the status subresource writes status."""
+
+    async def scenario(client: ApiClient, url: str, store: SQLiteStore) -> None:
+        dumped = migration("m1")
+        dumped["status"] = {"phase": "Succeeded"}
+        dumped["metadata"]["creationTimestamp"] = "2000-01-01T00:00:00.000000Z"
+        created = await client.create(dumped)
+        assert "status" not in created
+        assert created["metadata"]["creationTimestamp"] > "2026"
+        created["status"] = {"phase": "Running"}
+        await client.update(created, status=True)
+        current = await client.get("migrations", "m1", "db")
+        current["status"] = {"phase": "Failed"}
+        replaced = await client.update(current)
+        assert replaced["status"] == {"phase": "Running"}
+
+    run(tmp_path, scenario)
+
+
 def test_deleting_a_migration_in_post_copy_is_refused(tmp_path: Path) -> None:
     async def scenario(client: ApiClient, url: str, store: SQLiteStore) -> None:
         m = await client.create(migration("m1"))
         m["status"] = {"phase": "Running", "migrationState": {"mode": "PostCopy"}}
-        await client.update(m)
+        await client.update(m, status=True)
         with pytest.raises(CancelRefused, match="post-copy"):
             await client.delete("migrations", "m1", "db")
         assert (await client.get("migrations", "m1", "db"))["metadata"]["name"] == "m1"

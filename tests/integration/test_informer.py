@@ -73,7 +73,7 @@ def test_own_writes_are_visible_at_once_and_a_stale_copy_is_retried(tmp_path: Pa
                 o.setdefault("status", {})["phase"] = "Pending"
                 return o
 
-            out = await informer.modify(VMIM, "m", "db", stamp)
+            out = await informer.modify(VMIM, "m", "db", stamp, status=True)
             assert out is not None
             # The stale first try conflicted and was redone on a fresh read: both writes
             # survive, and the cache holds our result without any watch running.

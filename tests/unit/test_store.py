@@ -65,8 +65,45 @@ def test_updates_keep_uid_and_bump_generation_on_spec_change(store: SQLiteStore)
     second = store.update({**first, "spec": {"selectors": {}}})
     assert second["metadata"]["uid"] == first["metadata"]["uid"]
     assert second["metadata"]["generation"] == 2
-    third = store.update({**second, "status": {"x": 1}})
+    third = store.update({**second, "status": {"x": 1}}, "status")
     assert third["metadata"]["generation"] == 2
+    assert third["status"] == {"x": 1}
+
+
+def test_server_owned_metadata_cannot_be_set_by_a_client(store: SQLiteStore) -> None:
+    """A client cannot back-date an object (admission orders by creationTimestamp) or pick
+    its uid or generation."""
+    forged = policy("a")
+    forged["metadata"].update(
+        uid="forged", creationTimestamp="2000-01-01T00:00:00.000000Z", generation=7
+    )
+    first = store.create(forged)
+    assert first["metadata"]["uid"] != "forged"
+    assert first["metadata"]["creationTimestamp"] > "2026"
+    assert first["metadata"]["generation"] == 1
+    meta = {**first["metadata"], "uid": "x", "creationTimestamp": "2000", "generation": 99}
+    second = store.update({**first, "metadata": meta})
+    assert second["metadata"]["uid"] == first["metadata"]["uid"]
+    assert second["metadata"]["creationTimestamp"] == first["metadata"]["creationTimestamp"]
+    assert second["metadata"]["generation"] == 1  # the spec did not change
+
+
+def test_status_is_a_subresource(store: SQLiteStore) -> None:
+    """A plain update keeps the stored status (an applied dump cannot move a VM); a status
+    update changes nothing but the status."""
+    first = store.create(policy("a"))
+    with_status = store.update({**first, "status": {"nodeName": "node-1"}}, "status")
+    assert with_status["status"] == {"nodeName": "node-1"}
+    plain = store.update(
+        {**with_status, "status": {"nodeName": "elsewhere"}, "spec": {"selectors": {}}}
+    )
+    assert plain["status"] == {"nodeName": "node-1"}
+    assert plain["spec"] == {"selectors": {}}
+    only_status = store.update(
+        {**plain, "spec": {"selectors": {"x": 1}}, "status": {"nodeName": "node-2"}}, "status"
+    )
+    assert only_status["spec"] == {"selectors": {}}
+    assert only_status["status"] == {"nodeName": "node-2"}
 
 
 async def collect(

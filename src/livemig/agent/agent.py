@@ -23,7 +23,7 @@ from livemig.api.quantity import parse_quantity
 from livemig.api.status import Phase, condition, set_phase, timestamp
 from livemig.client import ApiClient
 from livemig.clock import Clock
-from livemig.errors import CancelRefused, HypervisorError, LivemigError, NotFound
+from livemig.errors import AlreadyExists, CancelRefused, HypervisorError, LivemigError, NotFound
 from livemig.hypervisor import TransferStats, VMSpec, testguest
 from livemig.hypervisor.qemu import QemuHypervisor, QemuVM
 from livemig.informer import Informer, reconcile_forever
@@ -220,10 +220,10 @@ class NodeAgent:
             return o
 
         try:
-            await self.client.modify("Node", self.node, None, beat)
+            await self.client.modify("Node", self.node, None, beat, status=True)
         except NotFound:
-            await self.client.create(
-                beat(
+            with contextlib.suppress(AlreadyExists):
+                await self.client.create(
                     {
                         "apiVersion": "v1",
                         "kind": "Node",
@@ -234,7 +234,7 @@ class NodeAgent:
                         "spec": {},
                     }
                 )
-            )
+            await self.client.modify("Node", self.node, None, beat, status=True)
 
     # --- reconcile ---------------------------------------------------------------------------
 
@@ -331,7 +331,7 @@ class NodeAgent:
             return o
 
         with contextlib.suppress(NotFound):
-            await self.informer.modify(VMI, key[1], key[0], change)
+            await self.informer.modify(VMI, key[1], key[0], change, status=True)
 
     async def _adopt_migrated(
         self, key: tuple[str, str], raw: dict[str, Any], migrations: list[dict[str, Any]]
@@ -561,14 +561,14 @@ class NodeAgent:
             return set_phase(o, Phase.SUCCEEDED if ok else Phase.FAILED, now)
 
         try:
-            await self.informer.modify(VMIM, name, ns, end)
+            await self.informer.modify(VMIM, name, ns, end, status=True)
         except NotFound:
             return True  # deleted (cancelled) meanwhile: the runner's result stands
         return recorded
 
     async def _migration_status(self, ns: str, name: str, change: Any) -> dict[str, Any] | None:
         try:
-            return await self.informer.modify(VMIM, name, ns, change)
+            return await self.informer.modify(VMIM, name, ns, change, status=True)
         except NotFound:
             return None
 

@@ -148,7 +148,7 @@ class Controller:
                         o["metadata"]["annotations"] = annotations
                         return o
 
-                    await self._modify(VMI, vm.name, vm.namespace, relabel)
+                    await self._modify(VMI, vm.name, vm.namespace, relabel, status=False)
             elif stop and existing is not None:
                 await self._delete_ignoring_missing(VMI, vm.name, vm.namespace)
 
@@ -405,10 +405,11 @@ class Controller:
     # --- writes ------------------------------------------------------------------------------
 
     async def _modify(
-        self, kind: str, name: str, namespace: str | None, change: Any
+        self, kind: str, name: str, namespace: str | None, change: Any, *, status: bool = True
     ) -> dict[str, Any] | None:
+        """Write ``change`` (by default to the status subresource); None if the object is gone."""
         try:
-            return await self.informer.modify(kind, name, namespace, change)
+            return await self.informer.modify(kind, name, namespace, change, status=status)
         except NotFound:
             return None
 

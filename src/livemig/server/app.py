@@ -8,7 +8,10 @@ Paths (``KIND`` is a kind name, plural or short name: ``vmis``, ``migrations``, 
     POST   /apis/KIND                                 create
     GET    /apis/KIND/NAME[?namespace=NS]              read
     PUT    /apis/KIND/NAME[?namespace=NS]              replace (metadata.resourceVersion must be
-                                                       current: 409 Conflict otherwise)
+                                                       current: 409 Conflict otherwise); the
+                                                       stored status is kept
+    PUT    /apis/KIND/NAME/status[?namespace=NS]       replace only the status (the subresource
+                                                       livemig's own components write)
     DELETE /apis/KIND/NAME[?namespace=NS]              delete (a migration: cancel it)
 
 Every object is validated with the same models and messages as ``livemig lint``; a bad one is
@@ -132,6 +135,7 @@ def create_app(store: Store, token: str) -> FastAPI:
     async def create(kind: str, body: JsonBody) -> Response:
         cls = _kind(kind)
         obj = _checked(cls, body)
+        obj.pop("status", None)  # a subresource: never set by a create (Kubernetes does so too)
         if cls.KIND == "VirtualMachineInstanceMigration":
             _one_migration_at_a_time(store, obj)
         return _json(store.create(obj), 201)
@@ -150,6 +154,16 @@ def create_app(store: Store, token: str) -> FastAPI:
         if object_key(obj) != (cls.KIND, _namespace(cls, namespace), name):
             raise UsageError(f"the body is {object_key(obj)}, not {cls.KIND} {name} in the URL")
         return _json(store.update(obj))
+
+    @app.put("/apis/{kind}/{name}/status", response_model=None)
+    async def replace_status(
+        kind: str, name: str, body: JsonBody, namespace: str | None = None
+    ) -> Response:
+        cls = _kind(kind)
+        obj = _checked(cls, body)
+        if object_key(obj) != (cls.KIND, _namespace(cls, namespace), name):
+            raise UsageError(f"the body is {object_key(obj)}, not {cls.KIND} {name} in the URL")
+        return _json(store.update(obj, "status"))
 
     @app.delete("/apis/{kind}/{name}", response_model=None)
     async def delete(kind: str, name: str, namespace: str | None = None) -> Response:

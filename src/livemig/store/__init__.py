@@ -8,11 +8,14 @@ only the ``Store`` protocol, so an etcd backend can be added without touching th
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from livemig.api.watch import EventType, WatchEvent
 
-__all__ = ["EventType", "Store", "WatchEvent", "object_key"]
+__all__ = ["EventType", "Store", "Subresource", "WatchEvent", "object_key"]
+
+#: None: the object (its status is kept as stored); "status": only its status.
+Subresource = Literal["status"] | None
 
 
 def object_key(obj: dict[str, Any]) -> tuple[str, str, str]:
@@ -32,8 +35,9 @@ class Store(Protocol):
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]: ...
 
-    def update(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Replace; ``metadata.resourceVersion`` must be the current one (else Conflict)."""
+    def update(self, obj: dict[str, Any], subresource: Subresource = None) -> dict[str, Any]:
+        """Replace the object (status kept) or, with ``"status"``, only its status;
+        ``metadata.resourceVersion`` must be the current one (else Conflict)."""
         ...
 
     def delete(

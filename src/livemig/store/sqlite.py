@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from livemig.errors import AlreadyExists, Conflict, Gone, NotFound
-from livemig.store import EventType, WatchEvent, object_key
+from livemig.store import EventType, Subresource, WatchEvent, object_key
 
 #: Changes kept for watchers to resume from; older ones are compacted away.
 HISTORY = 50_000
@@ -128,12 +128,15 @@ class SQLiteStore:
         self._notify()
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Store a new object. uid, creationTimestamp, generation and resourceVersion are the
+        server's to set: whatever the client sent there is replaced (so no client can back-date
+        a migration to jump the admission queue)."""
         obj = json.loads(json.dumps(obj))  # our own copy
         kind, namespace, name = key = object_key(obj)
         meta = obj.setdefault("metadata", {})
-        meta.setdefault("uid", str(uuid.uuid4()))
-        meta.setdefault("creationTimestamp", _now())
-        meta.setdefault("generation", 1)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = _now()
+        meta["generation"] = 1
         with self._transaction():
             exists = self._db.execute(
                 "SELECT 1 FROM objects WHERE kind=? AND namespace=? AND name=?", key
@@ -144,7 +147,12 @@ class SQLiteStore:
             out = self._write(kind, key, obj, "ADDED")
         return out
 
-    def update(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def update(self, obj: dict[str, Any], subresource: Subresource = None) -> dict[str, Any]:
+        """Replace an object; its ``metadata.resourceVersion`` must be the current one.
+
+        As in Kubernetes, ``status`` is a subresource: a plain update keeps the stored status
+        whatever the body says, and a ``"status"`` update changes only the status. Server-set
+        metadata (uid, creationTimestamp, generation) always stays the server's."""
         obj = json.loads(json.dumps(obj))
         kind, namespace, name = key = object_key(obj)
         expected = (obj.get("metadata") or {}).get("resourceVersion")
@@ -156,12 +164,24 @@ class SQLiteStore:
                     f"{kind}/{namespace}/{name}: resourceVersion {expected} is stale "
                     f"(now {have}); re-read and retry"
                 )
-            meta = obj["metadata"]
-            for kept in ("uid", "creationTimestamp"):
-                meta[kept] = current["metadata"].get(kept)
-            if obj.get("spec") != current.get("spec"):
-                meta["generation"] = int(current["metadata"].get("generation", 1)) + 1
-            out = self._write(kind, key, obj, "MODIFIED")
+            if subresource == "status":
+                new = current
+                if "status" in obj:
+                    new["status"] = obj["status"]
+                else:
+                    new.pop("status", None)
+            else:
+                new = obj
+                new.pop("status", None)
+                if "status" in current:
+                    new["status"] = current["status"]
+                meta = new["metadata"]
+                for kept in ("uid", "creationTimestamp"):
+                    meta[kept] = current["metadata"].get(kept)
+                generation = int(current["metadata"].get("generation", 1))
+                changed = new.get("spec") != current.get("spec")
+                meta["generation"] = generation + 1 if changed else generation
+            out = self._write(kind, key, new, "MODIFIED")
         return out
 
     def delete(
