@@ -20,7 +20,7 @@ import httpx
 
 from livemig.client import ApiClient
 from livemig.clock import Clock
-from livemig.errors import Gone
+from livemig.errors import Gone, LivemigError
 from livemig.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -71,22 +71,31 @@ class Informer:
         while True:
             try:
                 items, since = await self.client.list(kind)
-                self._cache[kind] = {key_of(o): o for o in items}
+                self._cache[kind] = {
+                    key_of(o): o for o in items if isinstance((o or {}).get("metadata"), dict)
+                }
                 self._synced.add(kind)
                 if self._synced.issuperset(self.kinds):
                     self._all_synced.set()
                 self.changed.set()  # whatever happened while we were away
                 async for event in self.client.watch(kind, since):
-                    if event.type == "DELETED":
-                        cached = self._cache[kind].get(key_of(event.object))
-                        if _revision(cached) <= event.revision:
-                            self._cache[kind].pop(key_of(event.object), None)
-                    else:
-                        self._remember(kind, event.object)
+                    try:
+                        if event.type == "DELETED":
+                            cached = self._cache[kind].get(key_of(event.object))
+                            if _revision(cached) <= event.revision:
+                                self._cache[kind].pop(key_of(event.object), None)
+                        else:
+                            self._remember(kind, event.object)
+                    except (KeyError, TypeError, ValueError) as exc:
+                        # One malformed object must not stop the watch of its whole kind.
+                        log.warning("watch %s: skipped a malformed event: %r", kind, exc)
                     self.changed.set()
             except (Gone, httpx.HTTPError) as exc:
                 log.info("watch %s interrupted (%s); listing again", kind, exc)
                 await self.clock.sleep(0.2)
+            except (LivemigError, ValueError, KeyError, TypeError) as exc:
+                log.warning("watch %s failed (%s); listing again in 1 s", kind, exc)
+                await self.clock.sleep(1.0)
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -142,14 +151,18 @@ async def reconcile_forever(
     reconcile: Callable[[], Awaitable[None]],
     clock: Clock,
     resync: float = 2.0,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Run ``reconcile`` on every change, and every ``resync`` seconds regardless.
 
     The first pass waits until every kind is in the cache: acting on a half-listed cluster
-    would, say, fail a migration whose VMI simply was not listed yet."""
+    would, say, fail a migration whose VMI simply was not listed yet. ``on_ready`` is called
+    once then (components log one line that they are up)."""
     informer.start()
     try:
         await informer.synced()
+        if on_ready is not None:
+            on_ready()
         while True:
             informer.changed.clear()
             try:

@@ -103,6 +103,22 @@ def test_no_node_fits_says_why_for_each() -> None:
         "down is not Ready",
         "cordoned is cordoned",
         "full has 0 bytes free",
-        "gpu-less does not match nodeSelector",
+        "gpu-less lacks label gpu=yes",
     ):
         assert text in why
+    assert why.startswith("no node fits: needs 1Gi: ")
+
+
+def test_unschedulable_reasons_are_in_words_and_sizes_in_mi_gi() -> None:
+    """The document's 6Gi VM on 4Gi nodes: each node says what it lacks."""
+    nodes = [
+        node("node-1", cap=4 * GiB, used=GiB // 2, labels={"disktype": "ssd"}),
+        node("node-2", cap=8 * GiB, labels={"disktype": "hdd"}),
+        node("node-3", cap=8 * GiB),
+    ]
+    best, why = choose_node(nodes, 6 * GiB, {"disktype": "ssd"})
+    assert best is None
+    assert why == (
+        "no node fits: needs 6Gi: node-1 has 3.5Gi free; "
+        "node-2 has label disktype=hdd, not ssd; node-3 lacks label disktype=ssd"
+    )

@@ -13,21 +13,32 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from livemig.api.builders import DIRTY_RATE, TEST_GUEST_IMAGE, WORKING_SET
 from livemig.api.loading import validate
 from livemig.api.models import VirtualMachineInstance
-from livemig.api.quantity import parse_quantity
+from livemig.api.quantity import parse_quantity, short_bytes
 from livemig.api.status import Phase, condition, set_phase, timestamp
 from livemig.client import ApiClient
 from livemig.clock import Clock
-from livemig.errors import AlreadyExists, CancelRefused, HypervisorError, LivemigError, NotFound
+from livemig.errors import (
+    AlreadyExists,
+    CancelRefused,
+    HypervisorError,
+    InvalidInput,
+    LivemigError,
+    NotFound,
+    QuantityError,
+)
+from livemig.events import EventRecorder
 from livemig.hypervisor import TransferStats, VMSpec, testguest
 from livemig.hypervisor.qemu import QemuHypervisor, QemuVM
 from livemig.informer import Informer, reconcile_forever
 from livemig.migration import USER_CANCEL, MigrationResult, MigrationRunner, params_for
+from livemig.perobject import PerObject
 from livemig.policy import MigrationConfiguration
 from livemig.tasks import cancel_and_wait
 
@@ -57,12 +68,30 @@ def vm_spec(vmi: VirtualMachineInstance, annotations: dict[str, str]) -> VMSpec:
     )
 
 
+#: The test guest counts pages per second in 32 bits; far beyond any real dirty rate anyway.
+MAX_DIRTY_RATE = 64 * 2**30
+
+
 def guest_load(annotations: dict[str, str], memory: int) -> tuple[int, int]:
-    """(dirty rate, working set) in bytes from the VMI's annotations."""
-    rate = parse_quantity(annotations.get(DIRTY_RATE, "0")).to_bytes()
+    """(dirty rate, working set) in bytes from the VMI's annotations; InvalidInput naming the
+    annotation when one is not a usable quantity."""
     default_ws = min(64 * 2**20, testguest.max_working_set(memory))
-    ws = parse_quantity(annotations.get(WORKING_SET, str(default_ws))).to_bytes()
+    rate = _load_annotation(annotations, DIRTY_RATE, "0", MAX_DIRTY_RATE)
+    ws = _load_annotation(annotations, WORKING_SET, str(default_ws), None)
     return rate, min(ws, testguest.max_working_set(memory))
+
+
+def _load_annotation(annotations: dict[str, str], key: str, default: str, limit: int | None) -> int:
+    raw = annotations.get(key, default)
+    try:
+        value = parse_quantity(raw).to_bytes()
+    except QuantityError as exc:
+        raise InvalidInput(f"annotation {key}: {exc}") from exc
+    if value < 0:
+        raise InvalidInput(f"annotation {key}: {raw!r} is negative")
+    if limit is not None and value > limit:
+        raise InvalidInput(f"annotation {key}: {raw!r} is above {short_bytes(limit)}")
+    return value
 
 
 @dataclass
@@ -113,6 +142,7 @@ class NodeAgent:
         address: str = "127.0.0.1",
         heartbeat: float = 2.0,
         hypervisor: QemuHypervisor | None = None,
+        backoff: tuple[float, float] = (1.0, 300.0),
     ) -> None:
         self.client = client
         self.node = node
@@ -127,6 +157,8 @@ class NodeAgent:
         self.outgoing: dict[tuple[str, str], Outgoing] = {}
         self.ledger = Ledger.load(self.state_dir / "vms.json")
         self.informer = Informer(client, (VMI, VMIM), clock)
+        self.events = EventRecorder(client, f"livemig-agent/{node}", clock)
+        self.each = PerObject(self.informer, self.events, clock, *backoff)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.wall(), UTC)
@@ -139,7 +171,17 @@ class NodeAgent:
         await self._readopt()
         beat = asyncio.create_task(self._heartbeats())
         try:
-            await reconcile_forever(self.informer, self.reconcile, self.clock)
+            await reconcile_forever(
+                self.informer,
+                self.reconcile,
+                self.clock,
+                on_ready=lambda: log.warning(
+                    "livemig agent: node %s up, %d VMs adopted, reporting to %s",
+                    self.node,
+                    len(self.local),
+                    self.client.url,
+                ),
+            )
         finally:
             await cancel_and_wait(beat)
 
@@ -260,15 +302,19 @@ class NodeAgent:
             status = raw.get("status") or {}
             if status.get("nodeName") != self.node:
                 continue
-            annotations = raw["metadata"].get("annotations") or {}
-            if key not in self.local:
-                if await self._adopt_migrated(key, raw, migrations):
-                    continue
-                if status.get("phase") in ("Running", "Failed"):
-                    continue  # ran here before a restart that lost it, or could not start
-                await self._start(key, raw)
-            else:
-                await self._retune(self.local[key], raw, annotations)
+            if key in self.local:
+                await self.each.run(
+                    VMI, raw, "RetuneFailed", partial(self._retune, self.local[key], raw)
+                )
+                continue
+            if status.get("phase") in ("Running", "Failed"):
+                # Ran here before a restart that lost it, or could not start (older
+                # versions marked that Failed) — unless a finished migration brings it.
+                await self.each.run(
+                    VMI, raw, "StartFailed", partial(self._adopt_migrated, key, raw, migrations)
+                )
+                continue
+            await self.each.run(VMI, raw, "StartFailed", partial(self._start, key, raw, migrations))
         for key in list(self.local):
             current = vmis.get(key)
             elsewhere = (
@@ -280,42 +326,42 @@ class NodeAgent:
             )
             if elsewhere and not leaving and key not in busy:
                 local = self.local.pop(key)
-                await local.vm.stop()
+                try:
+                    await local.vm.stop()
+                except (LivemigError, OSError) as exc:
+                    log.warning("%s: stopping %s/%s: %s", self.node, *key, exc)
                 self._forget(key)
 
-    async def _start(self, key: tuple[str, str], raw: dict[str, Any]) -> None:
+    async def _start(
+        self, key: tuple[str, str], raw: dict[str, Any], migrations: list[dict[str, Any]]
+    ) -> None:
+        """Start the VMI here (or take over the incoming VM a finished migration made)."""
+        if await self._adopt_migrated(key, raw, migrations):
+            return
         vmi = validate(raw)
         assert isinstance(vmi, VirtualMachineInstance)
-        annotations = raw["metadata"].get("annotations") or {}
-        try:
-            spec = vm_spec(vmi, annotations)
-            vm = await self.hv.start_vm(spec)
-        except (HypervisorError, LivemigError) as exc:
-            await self._vmi_status(
-                key, {"phase": "Failed"}, ("Ready", "False", "StartFailed", str(exc))
-            )
-            return
+        spec = vm_spec(vmi, raw["metadata"].get("annotations") or {})
+        vm = await self.hv.start_vm(spec)
         self.local[key] = Local(vm, (spec.dirty_rate, spec.working_set), key)
         self._remember(key, vm)
         await self._vmi_status(
             key, {"phase": "Running"}, ("Ready", "True", "Running", f"QEMU pid {vm.pid}")
         )
 
-    async def _retune(self, local: Local, raw: dict[str, Any], annotations: dict[str, str]) -> None:
+    async def _retune(self, local: Local, raw: dict[str, Any]) -> None:
         """Annotation edits change the running test guest's load."""
         if local.vm.spec.disk is not None:
             return
-        load = guest_load(annotations, local.vm.spec.memory)
+        load = guest_load(raw["metadata"].get("annotations") or {}, local.vm.spec.memory)
         if load == local.load:
             return
         rate, ws = load
-        with contextlib.suppress(HypervisorError):
-            if ws != local.load[1]:
-                await local.vm.set_working_set(ws)
-            if rate != local.load[0]:
-                await local.vm.set_dirty_rate(rate)
-            local.load = load
-            self._remember(local.key, local.vm)
+        if ws != local.load[1]:
+            await local.vm.set_working_set(ws)
+        if rate != local.load[0]:
+            await local.vm.set_dirty_rate(rate)
+        local.load = load
+        self._remember(local.key, local.vm)
 
     async def _vmi_status(
         self,
@@ -344,11 +390,11 @@ class NodeAgent:
                 if status.get("phase") != Phase.SUCCEEDED:
                     return False
                 vm = self.incoming.pop(mkey)
+                # What the guest was told at start; a bad annotation is the retune's to report.
+                load = (vm.spec.dirty_rate, vm.spec.working_set) if vm.spec.disk is None else (0, 0)
+                self.local[key] = Local(vm, load, key)
                 if await vm.run_state() == "paused":
                     await vm.resume()  # paused for the switch: it runs again, here
-                annotations = raw["metadata"].get("annotations") or {}
-                load = guest_load(annotations, vm.spec.memory) if vm.spec.disk is None else (0, 0)
-                self.local[key] = Local(vm, load, key)
                 self._remember(key, vm)
                 return True
         return False
@@ -366,11 +412,20 @@ class NodeAgent:
                 continue
             phase = status.get("phase")
             if phase == Phase.SCHEDULED and mkey not in self.incoming:
-                await self._prepare_target(m, mkey, state)
+                await self.each.run(
+                    VMIM, m, "TargetPrepareFailed", partial(self._prepare_target, m, mkey, state)
+                )
             elif phase == Phase.FAILED and mkey in self.incoming:
-                await self.incoming.pop(mkey).stop()
+                await self._stop_incoming(mkey)
         for mkey in [k for k in self.incoming if k not in present]:
-            await self.incoming.pop(mkey).stop()  # cancelled (deleted) before it finished
+            await self._stop_incoming(mkey)  # cancelled (deleted) before it finished
+
+    async def _stop_incoming(self, mkey: tuple[str, str]) -> None:
+        vm = self.incoming.pop(mkey)
+        try:
+            await vm.stop()
+        except (LivemigError, OSError) as exc:
+            log.warning("%s: stopping the incoming VM of %s/%s: %s", self.node, *mkey, exc)
 
     async def _prepare_target(
         self, m: dict[str, Any], mkey: tuple[str, str], state: dict[str, Any]
@@ -429,7 +484,12 @@ class NodeAgent:
                         out.runner.cancel()
                 continue
             if status.get("phase") == Phase.TARGET_READY:
-                await self._start_outgoing(m, mkey, state, migrations)
+                await self.each.run(
+                    VMIM,
+                    m,
+                    "FailedMigration",
+                    partial(self._start_outgoing, m, mkey, state, migrations),
+                )
         for mkey, out in self.outgoing.items():
             if mkey not in present and not out.task.done():
                 try:

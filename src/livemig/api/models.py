@@ -340,6 +340,32 @@ class VirtualMachineInstance(Resource):
     status: VMIStatus | None = None
 
 
+class ObjectReference(Carried):
+    kind: str
+    name: str
+    namespace: str | None = None
+    uid: str | None = None
+
+
+class EventType(StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+class Event(Resource):
+    """Something that happened to an object, in Kubernetes' core/v1 Event shape: repeats of
+    the same event raise ``count`` and ``lastTimestamp`` instead of adding objects."""
+
+    KIND = "Event"
+    API_VERSIONS = ("v1",)
+    NAMESPACED = True
+    involved_object: ObjectReference = Field(alias="involvedObject")
+    reason: str
+    message: str = ""
+    type: Annotated[EventType, Field(strict=False)] = EventType.NORMAL
+    count: Annotated[int, Field(ge=1)] = 1
+
+
 class VirtualMachineInstanceMigration(Resource):
     KIND = "VirtualMachineInstanceMigration"
     API_VERSIONS = ("kubevirt.io/v1", "kubevirt.io/v1alpha3")
@@ -358,6 +384,7 @@ KINDS: dict[str, type[Resource]] = {
         VirtualMachine,
         VirtualMachineInstance,
         VirtualMachineInstanceMigration,
+        Event,
     )
 }
 

@@ -140,3 +140,14 @@ def human_bytes(n: float) -> str:
             return f"{n:.1f} {unit}".replace(".0 ", " ")
         n /= 1024
     raise AssertionError("unreachable")
+
+
+def short_bytes(n: int) -> str:
+    """A byte count in Kubernetes' own suffixes for messages: ``6Gi``, ``3.5Gi``, ``512Mi``."""
+    if n < 0:
+        return "-" + short_bytes(-n)
+    for suffix, factor in reversed(BINARY_SUFFIXES.items()):
+        if n >= factor:
+            text = f"{n / factor:.1f}".removesuffix(".0")
+            return f"{text}{suffix}"
+    return f"{n} bytes" if n != 1 else "1 byte"

@@ -448,6 +448,16 @@ def _columns(kind: str, obj: dict[str, Any], wide: bool) -> list[str]:
             f"{'Ready' if ready == 'True' else 'NotReady'}{cordon}",
             human_bytes(mem),
         ]
+    if kind == "Event":
+        involved = obj.get("involvedObject") or {}
+        return [
+            str(obj.get("lastTimestamp") or "")[:19],
+            str(obj.get("type") or ""),
+            str(obj.get("reason") or ""),
+            f"{involved.get('kind', '')}/{involved.get('name', '')}",
+            str(obj.get("count") or 1),
+            str(obj.get("message") or ""),
+        ]
     return [meta.get("namespace") or "", meta["name"], _age(obj)]
 
 
@@ -465,6 +475,7 @@ _HEADERS = {
     "VirtualMachineInstance": ["NAMESPACE", "NAME", "PHASE", "NODE"],
     "VirtualMachine": ["NAMESPACE", "NAME", "RUN"],
     "Node": ["NAME", "STATUS", "MEMORY"],
+    "Event": ["LAST SEEN", "TYPE", "REASON", "OBJECT", "COUNT", "MESSAGE"],
 }
 
 
@@ -489,6 +500,8 @@ def _print_objects(
     table = Table(box=None, show_header=header, pad_edge=False, padding=(0, 2))
     for h in headers:
         table.add_column(h)
+    if kind == "Event":
+        items = sorted(items, key=lambda e: str(e.get("lastTimestamp") or ""))
     for obj in items:
         table.add_row(*_columns(kind, obj, wide))
     out.print(table)

@@ -1,19 +1,24 @@
 """The migration controller: VMs to VMIs, VMI placement, migration admission and phases, node
 health, and garbage collection. Level-triggered: every pass re-derives what to do from the
-objects in the API server, so a restart mid-migration picks up exactly where things stand."""
+objects in the API server, so a restart mid-migration picks up exactly where things stand.
+
+Each object's work is isolated (:mod:`livemig.perobject`): one that fails gets a condition and an
+event and is retried with backoff, and the pass goes on with the others."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from livemig.api.builders import PRIORITY_ANNOTATION
 from livemig.api.loading import validate
-from livemig.api.models import Resource, VirtualMachine, VirtualMachineInstance
+from livemig.api.models import EventType, Resource, VirtualMachine, VirtualMachineInstance
 from livemig.api.status import (
     Phase,
     condition,
@@ -32,9 +37,11 @@ from livemig.controller.decisions import (
     admit,
     choose_node,
 )
-from livemig.errors import Conflict, NotFound
+from livemig.errors import AlreadyExists, Conflict, LivemigError, NotFound
+from livemig.events import EventRecorder
 from livemig.informer import Informer, key_of, reconcile_forever
 from livemig.inventory import Inventory
+from livemig.perobject import PerObject
 from livemig.policy import Precedence, effective_configuration
 
 log = logging.getLogger(__name__)
@@ -74,110 +81,173 @@ class Controller:
         clock: Clock,
         heartbeat_timeout: float = 10.0,
         precedence: Precedence = Precedence.DOCUMENTED,
+        backoff: tuple[float, float] = (1.0, 300.0),
     ) -> None:
         self.client = client
         self.clock = clock
         self.heartbeat_timeout = heartbeat_timeout
         self.precedence = precedence
         self.informer = Informer(client, WATCHED, clock)
+        self.events = EventRecorder(client, "livemig-controller", clock)
+        self.each = PerObject(self.informer, self.events, clock, *backoff)
 
     async def run(self) -> None:
-        await reconcile_forever(self.informer, self.reconcile, self.clock)
+        await reconcile_forever(
+            self.informer,
+            self.reconcile,
+            self.clock,
+            on_ready=lambda: log.warning("livemig controller: up, watching %s", self.client.url),
+        )
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.wall(), UTC)
 
     async def reconcile(self) -> None:
         # From the watch cache: a freed slot reaches the next pending migration without a
-        # round of lists.
+        # round of lists. Every step below isolates its objects: one failing object is that
+        # object's condition and event, never the end of the pass.
         objs = {kind: self.informer.objects(kind) for kind in WATCHED}
         await self._vms_to_vmis(objs["VirtualMachine"], objs[VMI])
+        await self._collect_orphans(objs["VirtualMachine"], objs[VMI])
         nodes = await self._node_health(objs["Node"], objs[VMIM], objs[VMI])
         await self._place_vmis(objs[VMI], nodes)
         await self._migrations(objs, nodes)
         await self._collect_garbage(objs[VMIM])
+
+    async def _valid(self, kind: str, raw: dict[str, Any]) -> Resource | None:
+        """The typed object, or None (reported on the object) if it does not validate."""
+        found: list[Resource] = []
+
+        async def check() -> None:
+            found.append(validate(raw))
+
+        await self.each.run(kind, raw, "InvalidObject", check)
+        return found[0] if found else None
+
+    async def _condition_changed(
+        self, kind: str, raw: dict[str, Any], change: Callable[[dict[str, Any]], Any]
+    ) -> bool:
+        """Write a status change; True if it changed anything (so an event is news)."""
+        ns, name = key_of(raw)
+        before = raw["metadata"].get("resourceVersion")
+        out = await self._modify(kind, name, ns or None, change)
+        return out is not None and out["metadata"].get("resourceVersion") != before
 
     # --- VMs and VMIs ----------------------------------------------------------------------
 
     async def _vms_to_vmis(self, vms: list[dict[str, Any]], vmis: list[dict[str, Any]]) -> None:
         have = {key_of(v): v for v in vmis}
         for raw in vms:
-            vm = validate(raw)
-            assert isinstance(vm, VirtualMachine)
-            strategy = vm.spec.run_strategy
-            running = vm.spec.running
-            want = running is True or (
-                strategy is not None and strategy.value in ("Always", "RerunOnFailure")
+            await self.each.run(
+                "VirtualMachine", raw, "FailedCreate", partial(self._vm_to_vmi, raw, have)
             )
-            stop = running is False or (strategy is not None and strategy.value == "Halted")
-            existing = have.get(key_of(raw))
-            template = raw["spec"]["template"]
-            labels = dict((template.get("metadata") or {}).get("labels") or {})
-            annotations = dict((template.get("metadata") or {}).get("annotations") or {})
-            if want and existing is None:
-                await self._create_ignoring_exists(
-                    {
-                        "apiVersion": "kubevirt.io/v1",
-                        "kind": VMI,
-                        "metadata": {
-                            "name": vm.name,
-                            "namespace": vm.namespace,
-                            "labels": labels,
-                            "annotations": annotations,
-                            "ownerReferences": [
-                                {
-                                    "apiVersion": "kubevirt.io/v1",
-                                    "kind": "VirtualMachine",
-                                    "name": vm.name,
-                                    "uid": raw["metadata"].get("uid"),
-                                    "controller": True,
-                                }
-                            ],
-                        },
-                        "spec": template.get("spec") or {},
-                    }
-                )
-            elif want and existing is not None:
-                meta = existing["metadata"]
-                if meta.get("labels", {}) != labels or meta.get("annotations", {}) != annotations:
-                    # Template label changes reach the running VMI without a restart.
-                    def relabel(
-                        o: dict[str, Any], labels: Any = labels, annotations: Any = annotations
-                    ) -> dict[str, Any]:
-                        o["metadata"]["labels"] = labels
-                        o["metadata"]["annotations"] = annotations
-                        return o
 
-                    await self._modify(VMI, vm.name, vm.namespace, relabel, status=False)
-            elif stop and existing is not None:
-                await self._delete_ignoring_missing(VMI, vm.name, vm.namespace)
+    async def _vm_to_vmi(
+        self, raw: dict[str, Any], have: dict[tuple[str, str], dict[str, Any]]
+    ) -> None:
+        vm = validate(raw)
+        assert isinstance(vm, VirtualMachine)
+        strategy = vm.spec.run_strategy
+        running = vm.spec.running
+        want = running is True or (
+            strategy is not None and strategy.value in ("Always", "RerunOnFailure")
+        )
+        stop = running is False or (strategy is not None and strategy.value == "Halted")
+        existing = have.get(key_of(raw))
+        template = raw["spec"]["template"]
+        labels = dict((template.get("metadata") or {}).get("labels") or {})
+        annotations = dict((template.get("metadata") or {}).get("annotations") or {})
+        if want and existing is None:
+            await self._create_ignoring_exists(
+                {
+                    "apiVersion": "kubevirt.io/v1",
+                    "kind": VMI,
+                    "metadata": {
+                        "name": vm.name,
+                        "namespace": vm.namespace,
+                        "labels": labels,
+                        "annotations": annotations,
+                        "ownerReferences": [
+                            {
+                                "apiVersion": "kubevirt.io/v1",
+                                "kind": "VirtualMachine",
+                                "name": vm.name,
+                                "uid": raw["metadata"].get("uid"),
+                                "controller": True,
+                            }
+                        ],
+                    },
+                    "spec": template.get("spec") or {},
+                }
+            )
+        elif want and existing is not None:
+            meta = existing["metadata"]
+            if meta.get("labels", {}) != labels or meta.get("annotations", {}) != annotations:
+                # Template label changes reach the running VMI without a restart.
+                def relabel(o: dict[str, Any]) -> dict[str, Any]:
+                    o["metadata"]["labels"] = labels
+                    o["metadata"]["annotations"] = annotations
+                    return o
+
+                await self._modify(VMI, vm.name, vm.namespace, relabel, status=False)
+        elif stop and existing is not None:
+            await self._delete_ignoring_missing(VMI, vm.name, vm.namespace)
+
+    async def _collect_orphans(self, vms: list[dict[str, Any]], vmis: list[dict[str, Any]]) -> None:
+        """Delete VMIs whose owning VirtualMachine is gone (ownerReferences, as Kubernetes'
+        garbage collector does): deleting a VM deletes its VMI."""
+        owners = {(key_of(v), v["metadata"].get("uid")) for v in vms}
+        names = {key_of(v) for v in vms}
+        for raw in vmis:
+            ns, name = key_of(raw)
+            for ref in raw["metadata"].get("ownerReferences") or []:
+                if ref.get("kind") != "VirtualMachine" or not ref.get("controller"):
+                    continue
+                owner = (ns, str(ref.get("name")))
+                gone = owner not in names or (
+                    ref.get("uid") is not None and (owner, ref.get("uid")) not in owners
+                )
+                if gone:
+                    await self._delete_ignoring_missing(VMI, name, ns)
+                    await self.events.record(
+                        raw,
+                        EventType.NORMAL,
+                        "SuccessfulDelete",
+                        f"deleted: its VirtualMachine {ns}/{ref.get('name')} is gone",
+                    )
+                    self.each.forget(VMI, raw)
 
     async def _place_vmis(self, vmis: list[dict[str, Any]], nodes: list[NodeView]) -> None:
         for raw in vmis:
             status = raw.get("status") or {}
             if status.get("nodeName") or status.get("phase") == "Failed":
                 continue
-            vmi = validate(raw)
-            assert isinstance(vmi, VirtualMachineInstance)
-            memory = vmi.spec.memory_bytes() or 0
-            best, why = choose_node(nodes, memory, vmi.spec.node_selector)
+            await self.each.run(VMI, raw, "PlacementFailed", partial(self._place, raw, nodes))
 
-            def place(
-                o: dict[str, Any], best: NodeView | None = best, why: str = why
-            ) -> dict[str, Any] | None:
-                st = _status(o)
-                if st.get("nodeName"):
-                    return None
-                if best is None:
-                    return condition(st, "Scheduled", "False", "Unschedulable", why)
-                st["nodeName"] = best.name
-                st["phase"] = "Scheduled"
-                condition(st, "Scheduled", "True", "Scheduled", why)
-                return o
+    async def _place(self, raw: dict[str, Any], nodes: list[NodeView]) -> None:
+        vmi = validate(raw)
+        assert isinstance(vmi, VirtualMachineInstance)
+        memory = vmi.spec.memory_bytes() or 0
+        best, why = choose_node(nodes, memory, vmi.spec.node_selector)
 
-            await self._modify(VMI, vmi.name, vmi.namespace, place)
-            if best is not None:  # account for it before placing the next one
-                _reserve(nodes, best.name, memory)
+        def place(o: dict[str, Any]) -> dict[str, Any] | None:
+            st = _status(o)
+            if st.get("nodeName"):
+                return None
+            if best is None:
+                before = [dict(c) for c in st.get("conditions", [])]
+                condition(st, "Scheduled", "False", "Unschedulable", why)
+                return o if st["conditions"] != before else None
+            st["nodeName"] = best.name
+            st["phase"] = "Scheduled"
+            condition(st, "Scheduled", "True", "Scheduled", why)
+            return o
+
+        changed = await self._condition_changed(VMI, raw, place)
+        if best is not None:  # account for it before placing the next one
+            _reserve(nodes, best.name, memory)
+        elif changed:
+            await self.events.record(raw, EventType.WARNING, "Unschedulable", why)
 
     # --- nodes -----------------------------------------------------------------------------
 
@@ -188,54 +258,69 @@ class Controller:
         vmis: list[dict[str, Any]],
     ) -> list[NodeView]:
         """Mark silent nodes NotReady and fail their migrations; return the scheduling view."""
-        now = self._now()
-        views = []
         used: dict[str, int] = defaultdict(int)
         for raw in vmis:
             node = (raw.get("status") or {}).get("nodeName")
             if node:
-                used[node] += validate(raw).spec.memory_bytes() or 0  # type: ignore[attr-defined]
+                used[node] += _memory_of(raw)
         for raw in migrations:  # a target holds the memory of the VM coming to it
             state = (raw.get("status") or {}).get("migrationState") or {}
-            phase = (raw.get("status") or {}).get("phase")
-            if state.get("targetNode") and phase and Phase(phase).active:
-                used[state["targetNode"]] += int(state.get("memoryBytes", 0))
+            phase = _phase(raw)
+            if state.get("targetNode") and phase is not None and phase.active:
+                with contextlib.suppress(TypeError, ValueError):
+                    used[state["targetNode"]] += int(state.get("memoryBytes", 0))
+        views: list[NodeView] = []
         for raw in nodes:
-            name = raw["metadata"]["name"]
-            age = heartbeat_age(raw, now)
-            ready = node_ready(raw)
-            if ready and (age is None or age > self.heartbeat_timeout):
-                ready = False
-                message = "never reported" if age is None else f"no heartbeat for {age:.0f} s"
-
-                def not_ready(o: dict[str, Any], message: str = message) -> dict[str, Any]:
-                    return (
-                        condition(
-                            _status(o),
-                            "Ready",
-                            "False",
-                            "NodeStatusUnknown",
-                            f"node stopped reporting: {message}",
-                        )
-                        and o
-                    )
-
-                await self._modify("Node", name, None, not_ready)
-                await self._fail_migrations_on(
-                    name, migrations, f"node {name} stopped reporting ({message})"
-                )
-            capacity = int(((raw.get("status") or {}).get("capacity") or {}).get("memoryBytes", 0))
-            views.append(
-                NodeView(
-                    name,
-                    ready,
-                    bool((raw.get("spec") or {}).get("unschedulable")),
-                    capacity,
-                    used[name],
-                    dict(raw["metadata"].get("labels") or {}),
-                )
+            await self.each.run(
+                "Node",
+                raw,
+                "NodeHealthFailed",
+                partial(self._one_node, raw, migrations, used, views),
             )
         return views
+
+    async def _one_node(
+        self,
+        raw: dict[str, Any],
+        migrations: list[dict[str, Any]],
+        used: dict[str, int],
+        views: list[NodeView],
+    ) -> None:
+        name = raw["metadata"]["name"]
+        age = heartbeat_age(raw, self._now())
+        ready = node_ready(raw)
+        if ready and (age is None or age > self.heartbeat_timeout):
+            ready = False
+            message = "never reported" if age is None else f"no heartbeat for {age:.0f} s"
+
+            def not_ready(o: dict[str, Any]) -> dict[str, Any]:
+                condition(
+                    _status(o),
+                    "Ready",
+                    "False",
+                    "NodeStatusUnknown",
+                    f"node stopped reporting: {message}",
+                )
+                return o
+
+            await self._modify("Node", name, None, not_ready)
+            await self.events.record(
+                raw, EventType.WARNING, "NodeNotReady", f"node stopped reporting: {message}"
+            )
+            await self._fail_migrations_on(
+                name, migrations, f"node {name} stopped reporting ({message})"
+            )
+        capacity = int(((raw.get("status") or {}).get("capacity") or {}).get("memoryBytes", 0))
+        views.append(
+            NodeView(
+                name,
+                ready,
+                bool((raw.get("spec") or {}).get("unschedulable")),
+                capacity,
+                used[name],
+                dict(raw["metadata"].get("labels") or {}),
+            )
+        )
 
     async def _fail_migrations_on(
         self, node: str, migrations: list[dict[str, Any]], reason: str
@@ -243,14 +328,14 @@ class Controller:
         for raw in migrations:
             status = raw.get("status") or {}
             state = status.get("migrationState") or {}
-            phase = status.get("phase")
-            if not phase or Phase(phase).finished:
+            phase = _phase(raw)
+            if phase is None or phase.finished:
                 continue
             if node in (state.get("sourceNode"), state.get("targetNode")):
                 ns, name = key_of(raw)
                 await self._modify(VMIM, name, ns, self._failer(reason))
 
-    def _failer(self, reason: str) -> Any:
+    def _failer(self, reason: str) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
         def fail(o: dict[str, Any]) -> dict[str, Any] | None:
             st = _status(o)
             if st.get("phase") in ("Succeeded", "Failed"):
@@ -272,28 +357,15 @@ class Controller:
         self, objs: dict[str, list[dict[str, Any]]], nodes: list[NodeView]
     ) -> None:
         vmis = {key_of(v): v for v in objs[VMI]}
-        views = []
+        views: list[MigrationView] = []
         for raw in objs[VMIM]:
-            ns, name = key_of(raw)
-            status = raw.get("status") or {}
-            vmi = vmis.get((ns, raw["spec"]["vmiName"]))
-            phase = status.get("phase")
-            if phase is None:
-                raw = await self._new_migration(raw, vmi)
-                status = raw.get("status") or {}
-                phase = status.get("phase")
-            state = status.get("migrationState") or {}
-            annotations = raw["metadata"].get("annotations") or {}
-            views.append(
-                MigrationView(
-                    f"{ns}/{name}",
-                    Phase(phase or Phase.PENDING.value),
-                    state.get("sourceNode"),
-                    EVACUATION if annotations.get(PRIORITY_ANNOTATION) == "evacuation" else USER,
-                    raw["metadata"].get("creationTimestamp", ""),
-                )
+            await self.each.run(
+                VMIM,
+                raw,
+                "FailedMigration",
+                partial(self._view_migration, raw, vmis, views),
             )
-        limits = effective_configuration(self._inventory(objs).cluster)
+        limits = effective_configuration((await self._inventory(objs)).cluster)
         by_key = {f"{key_of(r)[0]}/{key_of(r)[1]}": r for r in objs[VMIM]}
         for view in admit(
             views,
@@ -301,9 +373,42 @@ class Controller:
             limits.parallel_outbound_migrations_per_node,
         ):
             raw = by_key[view.key]
-            await self._schedule(
-                raw, vmis.get((key_of(raw)[0], raw["spec"]["vmiName"])), nodes, objs
+            vmi = vmis.get((key_of(raw)[0], raw["spec"]["vmiName"]))
+            await self.each.run(
+                VMIM,
+                raw,
+                "FailedMigration",
+                partial(self._schedule, raw, vmi, nodes, objs),
             )
+
+    async def _view_migration(
+        self,
+        raw: dict[str, Any],
+        vmis: dict[tuple[str, str], dict[str, Any]],
+        views: list[MigrationView],
+    ) -> None:
+        ns, name = key_of(raw)
+        vmi = vmis.get((ns, raw["spec"]["vmiName"]))
+        phase = _phase(raw)
+        if phase is None:
+            raw = await self._new_migration(raw, vmi)
+            phase = _phase(raw)
+        elif vmi is None and not phase.finished and phase is not Phase.PENDING:
+            # Deleted mid-migration: fail it, so the target agent stops its incoming QEMU.
+            reason = f"VirtualMachineInstance {ns}/{raw['spec']['vmiName']} was deleted"
+            raw = await self._modify(VMIM, name, ns, self._failer(reason)) or raw
+            phase = _phase(raw)
+        state = (raw.get("status") or {}).get("migrationState") or {}
+        annotations = raw["metadata"].get("annotations") or {}
+        views.append(
+            MigrationView(
+                f"{ns}/{name}",
+                phase or Phase.PENDING,
+                state.get("sourceNode"),
+                EVACUATION if annotations.get(PRIORITY_ANNOTATION) == "evacuation" else USER,
+                raw["metadata"].get("creationTimestamp", ""),
+            )
+        )
 
     async def _new_migration(
         self, raw: dict[str, Any], vmi: dict[str, Any] | None
@@ -327,10 +432,12 @@ class Controller:
 
         return await self._modify(VMIM, name, ns, pending) or raw
 
-    def _inventory(self, objs: dict[str, list[dict[str, Any]]], *more: Resource) -> Inventory:
-        """Cluster settings, policies and namespaces (plus ``more``) for policy resolution."""
+    async def _inventory(self, objs: dict[str, list[dict[str, Any]]], *more: Resource) -> Inventory:
+        """Cluster settings, policies and namespaces (plus ``more``) for policy resolution;
+        an object that does not validate is left out (and says so on itself)."""
         kinds = ("HyperConverged", "KubeVirt", "MigrationPolicy", "Namespace")
-        return Inventory.from_objects([*(validate(o) for k in kinds for o in objs[k]), *more])
+        valid = [await self._valid(k, o) for k in kinds for o in objs[k]]
+        return Inventory.from_objects([*(v for v in valid if v is not None), *more])
 
     async def _schedule(
         self,
@@ -353,13 +460,14 @@ class Controller:
             def unschedulable(o: dict[str, Any]) -> dict[str, Any] | None:
                 st = _status(o)
                 before = [dict(c) for c in st.get("conditions", [])]
-                condition(st, "Scheduled", "False", "NoTarget", why)
+                condition(st, "Scheduled", "False", "Unschedulable", why)
                 return o if st["conditions"] != before else None
 
-            await self._modify(VMIM, name, ns, unschedulable)
+            if await self._condition_changed(VMIM, raw, unschedulable):
+                await self.events.record(raw, EventType.WARNING, "Unschedulable", why)
             return
         # The policy is resolved when the migration starts, and recorded (SPEC §3).
-        inventory = self._inventory(objs, vmi)
+        inventory = await self._inventory(objs, vmi)
         ((_, resolution),) = inventory.resolve_all(
             inventory.select([vmi.name], vmi.namespace), self.precedence
         )
@@ -389,23 +497,31 @@ class Controller:
     async def _collect_garbage(self, migrations: list[dict[str, Any]]) -> None:
         finished: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for raw in migrations:
-            if (raw.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-                finished[(key_of(raw)[0], raw["spec"]["vmiName"])].append(raw)
+            phase = _phase(raw)
+            if phase is not None and phase.finished:
+                finished[(key_of(raw)[0], str(raw["spec"]["vmiName"]))].append(raw)
         for group in finished.values():
             group.sort(
                 key=lambda r: (
-                    r["metadata"].get("creationTimestamp", ""),
+                    str(r["metadata"].get("creationTimestamp", "")),
                     int(r["metadata"].get("resourceVersion", 0)),
                 ),
                 reverse=True,
             )
             for old in group[KEEP_FINISHED:]:
                 await self._delete_ignoring_missing(VMIM, old["metadata"]["name"], key_of(old)[0])
+                self.each.forget(VMIM, old)
 
     # --- writes ------------------------------------------------------------------------------
 
     async def _modify(
-        self, kind: str, name: str, namespace: str | None, change: Any, *, status: bool = True
+        self,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        change: Callable[[dict[str, Any]], dict[str, Any] | None],
+        *,
+        status: bool = True,
     ) -> dict[str, Any] | None:
         """Write ``change`` (by default to the status subresource); None if the object is gone."""
         try:
@@ -414,13 +530,33 @@ class Controller:
             return None
 
     async def _create_ignoring_exists(self, obj: dict[str, Any]) -> None:
-        try:
+        with contextlib.suppress(AlreadyExists, Conflict):  # someone else did it
             await self.informer.create(obj)
-        except Conflict:
-            pass
-        except Exception as exc:  # AlreadyExists and friends: someone else did it
-            log.debug("create %s: %s", obj["metadata"]["name"], exc)
 
     async def _delete_ignoring_missing(self, kind: str, name: str, namespace: str | None) -> None:
-        with contextlib.suppress(NotFound):
+        try:
             await self.client.delete(kind, name, namespace)
+        except NotFound:
+            pass
+        except LivemigError as exc:
+            log.warning("livemig controller: cannot delete %s %s: %s", kind, name, exc)
+
+
+def _phase(raw: dict[str, Any]) -> Phase | None:
+    """A migration's phase; None when it has none yet (or an unknown one)."""
+    value = (raw.get("status") or {}).get("phase")
+    try:
+        return Phase(value) if value else None
+    except ValueError:
+        return None
+
+
+def _memory_of(raw: dict[str, Any]) -> int:
+    """A VMI's memory for accounting; 0 for one that does not validate (it is reported
+    where it is placed)."""
+    try:
+        vmi = validate(raw)
+    except LivemigError:
+        return 0
+    assert isinstance(vmi, VirtualMachineInstance)
+    return vmi.spec.memory_bytes() or 0

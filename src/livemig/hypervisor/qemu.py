@@ -104,7 +104,8 @@ class QemuVM:
         return vm
 
     async def launch(self, binary: str, accel: str, incoming: bool) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (self.folder / "name").write_text(self.name + "\n")
         self.socket_dir.mkdir(mode=0o700, exist_ok=True)
         for sock in (self.qmp_path, self.serial_path):
             sock.unlink(missing_ok=True)
@@ -428,7 +429,7 @@ class QemuHypervisor:
                 f"VM {spec.name}: working set {spec.working_set} bytes does not fit in "
                 f"{spec.memory} bytes of memory (at most {testguest.max_working_set(spec.memory)})"
             )
-        vm = QemuVM(spec, self.state_dir / f"{spec.name}{suffix}", self.clock)
+        vm = QemuVM(spec, self.state_dir / vm_folder_name(spec.name, suffix), self.clock)
         try:
             await vm.launch(self.binary, await self.accel(), incoming)
         except BaseException:
@@ -457,6 +458,17 @@ class QemuHypervisor:
             await vm.stop()
             raise
         return vm
+
+
+#: How much of a VM's name its folder name keeps, for people looking around; the rest is a hash.
+_NAME_PREFIX = 40
+
+
+def vm_folder_name(name: str, suffix: str = "") -> str:
+    """A VM's folder name, of bounded length whatever the VM's name (names may be 253
+    characters, more than a file name can hold); the full name is in the folder's ``name``."""
+    digest = hashlib.sha256(f"{name}{suffix}".encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{name[:_NAME_PREFIX]}-{digest}{suffix}"
 
 
 def _pid_alive(pid: int) -> bool:
