@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from livemig.api.limits import InvalidBody
 from livemig.api.watch import WatchEvent
 from livemig.errors import (
     AlreadyExists,
@@ -39,6 +40,10 @@ def _raise_for(response: httpx.Response) -> None:
         body = {"message": response.text}
     message, reason = str(body.get("message", "")), body.get("reason")
     code = response.status_code
+    if code == 400 and reason in ("InvalidBody", "BodyTooLarge"):
+        raise InvalidBody(message)
+    if code == 413:
+        raise InvalidBody(message)
     if code == 401:
         raise Unauthorized(f"{message} (check the token)")
     if code == 404:

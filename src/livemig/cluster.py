@@ -14,7 +14,7 @@ from livemig.agent.agent import NodeAgent
 from livemig.client import ApiClient
 from livemig.clock import Clock, RealClock
 from livemig.controller.controller import Controller
-from livemig.server.run import RunningServer, ensure_token, start_server
+from livemig.server.run import RunningServer, ensure_token, make_state_dir, start_server
 from livemig.store.sqlite import SQLiteStore
 from livemig.tasks import cancel_and_wait
 
@@ -78,7 +78,7 @@ class LocalCluster:
         return c
 
     async def start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        make_state_dir(self.state_dir)
         self.store = SQLiteStore(self.state_dir / "livemig.db")
         self.token = ensure_token(self.state_dir)
         self.server = await start_server(self.store, self.token, port=self.port)

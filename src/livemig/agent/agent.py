@@ -54,7 +54,7 @@ def vm_spec(vmi: VirtualMachineInstance, annotations: dict[str, str]) -> VMSpec:
     """How to run a VMI: the test guest (containerDisk livemig/test-guest) or a hostDisk."""
     memory = vmi.spec.memory_bytes() or DEFAULT_MEMORY
     cpu = vmi.spec.domain.cpu if vmi.spec.domain else None
-    vcpus = max(1, (cpu.cores or 1) * (cpu.sockets or 1) * (cpu.threads or 1)) if cpu else 1
+    vcpus = cpu.vcpus if cpu else 1
     name = f"{vmi.namespace}_{vmi.name}"
     for volume in vmi.spec.volumes:
         if volume.host_disk is not None:
@@ -166,7 +166,7 @@ class NodeAgent:
     # --- life cycle --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         await self._report_node()
         await self._readopt()
         beat = asyncio.create_task(self._heartbeats())

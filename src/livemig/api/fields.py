@@ -7,7 +7,13 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, PlainSerializer, PlainValidator
 
-from livemig.api.quantity import Quantity, parse_quantity
+from livemig.api.limits import (
+    INT32_MAX,
+    INT64_MAX,
+    MAX_MEMORY_BYTES,
+    UINT64_MAX,
+)
+from livemig.api.quantity import Quantity, parse_quantity, short_bytes
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
@@ -74,14 +80,50 @@ def _non_negative(q: Quantity) -> Quantity:
     return q
 
 
+def _at_most(limit: int, what: str) -> Any:
+    def check(q: Quantity) -> Quantity:
+        if q.to_bytes() > limit:
+            raise ValueError(f"{q.text!r} is above {what}")
+        return q
+
+    return AfterValidator(check)
+
+
+def _int_at_most(limit: int, what: str) -> Any:
+    def check(n: int) -> int:
+        if n > limit:
+            raise ValueError(f"{n} is above {what}")
+        return n
+
+    return AfterValidator(check)
+
+
 # A quantity keeps exactly what the user wrote, so objects round-trip unchanged.
 QuantityField = Annotated[
     Quantity,
     PlainValidator(_quantity, json_schema_input_type=str | int),
     PlainSerializer(lambda q: q.raw, return_type=str | int | float),
 ]
-ByteQuantity = Annotated[QuantityField, AfterValidator(_non_negative)]
+ByteQuantity = Annotated[
+    QuantityField,
+    AfterValidator(_non_negative),
+    _at_most(INT64_MAX, "the largest size there is (2^63-1 bytes)"),
+]
+#: bytes/s sent to QEMU's max-bandwidth, a uint64.
+BandwidthQuantity = Annotated[
+    QuantityField,
+    AfterValidator(_non_negative),
+    _at_most(UINT64_MAX, "QEMU's largest bandwidth (2^64-1 bytes/s)"),
+]
+#: A VM's (or node's) memory.
+MemoryQuantity = Annotated[
+    QuantityField,
+    AfterValidator(_non_negative),
+    _at_most(MAX_MEMORY_BYTES, f"what one machine can hold ({short_bytes(MAX_MEMORY_BYTES)})"),
+]
 Labels = Annotated[dict[str, str], AfterValidator(check_labels)]
 ObjectName = Annotated[str, AfterValidator(check_dns1123_subdomain)]
 NamespaceName = Annotated[str, AfterValidator(check_dns1123_label)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+NonNegativeInt = Annotated[int, Field(ge=0), _int_at_most(INT64_MAX, "int64 (2^63-1)")]
+#: Counts KubeVirt declares as 32-bit (the parallel-migration limits, CPU topology).
+Int32 = Annotated[int, Field(ge=0), _int_at_most(INT32_MAX, "int32 (2147483647), as in KubeVirt")]

@@ -136,7 +136,8 @@ def load_text(text: str, file: str, into: LoadResult) -> list[Problem]:
                         at = lines.line_of(origin, loc)
                         problems.append(Problem(message, file, at, ref, prob_field))
     except YamlSyntaxError as exc:
-        problems.append(Problem(f"YAML syntax error: {exc.message}", file, exc.line, code="LM001"))
+        what = "YAML refused" if exc.refused else "YAML syntax error"
+        problems.append(Problem(f"{what}: {exc.message}", file, exc.line, code="LM001"))
     return sorted(problems, key=lambda p: p.line or 0)
 
 

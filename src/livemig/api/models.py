@@ -18,13 +18,17 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from livemig.api.fields import (
+    BandwidthQuantity,
     ByteQuantity,
+    Int32,
     Labels,
+    MemoryQuantity,
     NamespaceName,
     NonNegativeInt,
     ObjectName,
     QuantityField,
 )
+from livemig.api.limits import MAX_VCPUS
 
 
 class Owned(BaseModel):
@@ -60,12 +64,12 @@ class TemplateMeta(Carried):
 class MigrationSettings(Owned):
     """HyperConverged ``spec.liveMigrationConfig``."""
 
-    bandwidth_per_migration: ByteQuantity | None = Field(None, alias="bandwidthPerMigration")
+    bandwidth_per_migration: BandwidthQuantity | None = Field(None, alias="bandwidthPerMigration")
     completion_timeout_per_gib: NonNegativeInt | None = Field(None, alias="completionTimeoutPerGiB")
-    parallel_migrations_per_cluster: NonNegativeInt | None = Field(
+    parallel_migrations_per_cluster: Int32 | None = Field(
         None, alias="parallelMigrationsPerCluster"
     )
-    parallel_outbound_migrations_per_node: NonNegativeInt | None = Field(
+    parallel_outbound_migrations_per_node: Int32 | None = Field(
         None, alias="parallelOutboundMigrationsPerNode"
     )
     progress_timeout: NonNegativeInt | None = Field(None, alias="progressTimeout")
@@ -130,7 +134,7 @@ class PolicySelectors(Owned):
 class MigrationPolicySpec(Owned):
     selectors: PolicySelectors
     allow_auto_converge: bool | None = Field(None, alias="allowAutoConverge")
-    bandwidth_per_migration: ByteQuantity | None = Field(None, alias="bandwidthPerMigration")
+    bandwidth_per_migration: BandwidthQuantity | None = Field(None, alias="bandwidthPerMigration")
     completion_timeout_per_gib: NonNegativeInt | None = Field(None, alias="completionTimeoutPerGiB")
     allow_post_copy: bool | None = Field(None, alias="allowPostCopy")
     allow_workload_disruption: bool | None = Field(None, alias="allowWorkloadDisruption")
@@ -140,11 +144,11 @@ class MigrationPolicySpec(Owned):
 
 
 class Memory(Carried):
-    guest: ByteQuantity | None = None
+    guest: MemoryQuantity | None = None
 
 
 class ResourceList(Carried):
-    memory: ByteQuantity | None = None
+    memory: MemoryQuantity | None = None
     cpu: QuantityField | None = None
 
 
@@ -154,9 +158,22 @@ class Resources(Carried):
 
 
 class CPU(Carried):
-    cores: NonNegativeInt | None = None
-    sockets: NonNegativeInt | None = None
-    threads: NonNegativeInt | None = None
+    cores: Int32 | None = None
+    sockets: Int32 | None = None
+    threads: Int32 | None = None
+
+    @property
+    def vcpus(self) -> int:
+        return max(1, (self.cores or 1) * (self.sockets or 1) * (self.threads or 1))
+
+    @model_validator(mode="after")
+    def _machine_takes_it(self) -> CPU:
+        if self.vcpus > MAX_VCPUS:
+            raise ValueError(
+                f"cores × sockets × threads = {self.vcpus} vCPUs; QEMU's machine takes at "
+                f"most {MAX_VCPUS}"
+            )
+        return self
 
 
 class Domain(Carried):

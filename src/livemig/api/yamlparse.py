@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from livemig.api.limits import MAX_ALIAS_EXPANSION, MAX_DEPTH, InvalidBody, check_value
 from livemig.bulk import gc_paused
 
 _Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -31,6 +32,7 @@ _STR = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _NULL = "tag:yaml.org,2002:null"
+_MERGE = "tag:yaml.org,2002:merge"
 
 # Kubernetes keeps timestamps (creationTimestamp, …) as strings; YAML 1.1 would make datetimes.
 _RESOLVERS = {
@@ -57,10 +59,15 @@ class Document:
 
 
 class YamlSyntaxError(Exception):
-    def __init__(self, message: str, line: int | None) -> None:
+    def __init__(self, message: str, line: int | None, refused: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.line = line
+        self.refused = refused  # well-formed, but over a limit (api.limits)
+
+
+class _Refused(yaml.constructor.ConstructorError):
+    """Over a limit of api.limits: deep nesting, alias expansion, invalid Unicode."""
 
 
 class _Loader(_Base):  # type: ignore[misc,valid-type]
@@ -69,6 +76,8 @@ class _Loader(_Base):  # type: ignore[misc,valid-type]
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.duplicates: list[Duplicate] = []
+        self._built: dict[Node, Any] = {}  # containers built in this document (for aliases)
+        self._expanded = 0
 
     def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
         # The base class does the same lookup through more layers; this is on the hot path.
@@ -82,34 +91,98 @@ class _Loader(_Base):  # type: ignore[misc,valid-type]
         return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
 
     def construct_document(self, node: Node) -> Any:
-        data = self._build(node)
+        self._built = {}
+        self._expanded = 0
+        data = self._build(node, 0)
+        self._built = {}
         self.constructed_objects: dict[Node, Any] = {}
         self.recursive_objects: dict[Node, None] = {}
         self.state_generators: list[Any] = []
         return data
 
-    def _build(self, node: Node) -> Any:
+    def _build(self, node: Node, depth: int) -> Any:
         tag = node.tag
         if tag == _STR and type(node) is ScalarNode:
             value: str = node.value
+            if not value.isascii():
+                _check_unicode(value, node)
             # Dumps repeat the same short values ("virtio", "LiveMigrate", …) endlessly.
             return intern(value) if len(value) <= 64 else value
+        if type(node) is not ScalarNode:
+            shared = self._built.get(node)
+            if shared is not None:  # an alias: share the value, but count what it expands to
+                self._expanded += _expanded_size(node, MAX_ALIAS_EXPANSION - self._expanded)
+                if self._expanded > MAX_ALIAS_EXPANSION:
+                    raise _Refused(
+                        None,
+                        None,
+                        f"aliases expand to more than {MAX_ALIAS_EXPANSION:,} values (a "
+                        '"billion laughs" document?); write the values out instead',
+                        node.start_mark,
+                    )
+                return shared
+            if depth >= MAX_DEPTH:
+                raise _Refused(
+                    None, None, f"nested deeper than {MAX_DEPTH} levels", node.start_mark
+                )
         if tag == _MAP and type(node) is MappingNode:
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self._build(key_node)
+                if key_node.tag == _MERGE:
+                    return self._construct_checked(node)
+                key = self._build(key_node, depth + 1)
                 if type(key) is str:
                     # 100,000 objects repeat the same few hundred keys: share one copy of each.
                     key = intern(key)
                 if key == "<<" or not isinstance(key, str | int | float | bool | None):
-                    return self.construct_object(node, deep=True)  # merge keys and oddities
+                    return self._construct_checked(node)  # merge keys and oddities
                 if key in out:
                     self.duplicates.append(_duplicate(node, key_node, key))
-                out[key] = self._build(value_node)
+                out[key] = self._build(value_node, depth + 1)
+            self._built[node] = out
             return out
         if tag == _SEQ and type(node) is SequenceNode:
-            return [self._build(child) for child in node.value]
-        return self.construct_object(node, deep=True)
+            items = [self._build(child, depth + 1) for child in node.value]
+            self._built[node] = items
+            return items
+        return self._construct_checked(node)
+
+    def _construct_checked(self, node: Node) -> Any:
+        """PyYAML's own constructor (merge keys, tags), then the same limits on its result."""
+        data = self.construct_object(node, deep=True)
+        try:
+            check_value(data)
+        except InvalidBody as exc:
+            raise _Refused(None, None, str(exc), node.start_mark) from None
+        return data
+
+
+def _check_unicode(value: str, node: Node) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _Refused(
+            None,
+            None,
+            f"a string holds invalid Unicode (a lone surrogate \\u{ord(value[exc.start]):04x})",
+            node.start_mark,
+        ) from None
+
+
+def _expanded_size(node: Node, budget: int) -> int:
+    """How many values ``node`` stands for, expanded; stops counting past ``budget``."""
+    count = 0
+    stack = [node]
+    while stack and count <= budget:
+        current = stack.pop()
+        count += 1
+        if isinstance(current, MappingNode):
+            for key, value in current.value:
+                stack.append(key)
+                stack.append(value)
+        elif isinstance(current, SequenceNode):
+            stack.extend(current.value)
+    return count
 
 
 def _duplicate(mapping: MappingNode, key_node: Node, key: Any) -> Duplicate:
@@ -170,7 +243,10 @@ def _parse_plain(text: str) -> list[Document]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         what = getattr(exc, "problem", None) or str(exc)
-        raise YamlSyntaxError(str(what), mark.line + 1 if mark is not None else None) from exc
+        line = mark.line + 1 if mark is not None else None
+        if "maximum nesting depth" in str(what):  # libyaml's own bound (1,000) hit first
+            raise YamlSyntaxError(f"nested deeper than {MAX_DEPTH} levels", line, True) from exc
+        raise YamlSyntaxError(str(what), line, refused=isinstance(exc, _Refused)) from exc
     return out
 
 

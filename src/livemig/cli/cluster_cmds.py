@@ -136,12 +136,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the API server (and the controller) over a SQLite store in the state folder."""
         from livemig.controller.controller import Controller
-        from livemig.server.run import ensure_token, start_server
+        from livemig.server.run import ensure_token, make_state_dir, start_server
         from livemig.store.sqlite import SQLiteStore
 
         folder = state or default_state_dir()
 
         async def main(stop: asyncio.Event) -> None:
+            make_state_dir(folder)  # created if missing, as `livemig up` does
             store = SQLiteStore(folder / "livemig.db")
             token = ensure_token(folder)
             running = await start_server(store, token, host, port)
@@ -158,6 +159,7 @@ def register(app: typer.Typer) -> None:
                     await cancel_and_wait(t)
                 await client.close()
                 await running.stop()
+                store.close()
 
         _serve_until_signal(main)
 

@@ -23,11 +23,12 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from livemig.api.limits import MAX_BODY_BYTES, InvalidBody
 from livemig.api.loading import validate
 from livemig.api.models import Resource, resolve_kind
 from livemig.errors import (
@@ -41,13 +42,21 @@ from livemig.errors import (
     NotFound,
     UsageError,
 )
+from livemig.server.body import (
+    OPENAPI_BODY,
+    BodyTooLarge,
+    declared_length,
+    read_object,
+    too_large,
+)
 from livemig.server.selectors import matches_selector, parse_selector
 from livemig.store import Store, object_key
 
 FINISHED_PHASES = ("Succeeded", "Failed")
-JsonBody = Annotated[dict[str, Any], Body()]
 
-_STATUS = {
+_STATUS: dict[type[LivemigError], int] = {
+    BodyTooLarge: 413,
+    InvalidBody: 400,
     NotFound: 404,
     AlreadyExists: 409,
     Conflict: 409,
@@ -87,6 +96,13 @@ def create_app(store: Store, token: str) -> FastAPI:
                     {"reason": "Unauthorized", "message": "a valid bearer token is required"},
                     status_code=401,
                 )
+        length = declared_length(request)
+        if length is not None and length > MAX_BODY_BYTES:
+            # Refused before a byte is read: a 50 MB body costs the server nothing.
+            error = too_large(length)
+            return JSONResponse(
+                {"reason": type(error).__name__, "message": str(error)}, status_code=413
+            )
         return await call_next(request)
 
     @app.exception_handler(LivemigError)
@@ -131,10 +147,10 @@ def create_app(store: Store, token: str) -> FastAPI:
             }
         )
 
-    @app.post("/apis/{kind}", status_code=201, response_model=None)
-    async def create(kind: str, body: JsonBody) -> Response:
+    @app.post("/apis/{kind}", status_code=201, response_model=None, openapi_extra=OPENAPI_BODY)
+    async def create(kind: str, request: Request) -> Response:
         cls = _kind(kind)
-        obj = _checked(cls, body)
+        obj = _checked(cls, await read_object(request))
         obj.pop("status", None)  # a subresource: never set by a create (Kubernetes does so too)
         if cls.KIND == "VirtualMachineInstanceMigration":
             _one_migration_at_a_time(store, obj)
@@ -145,22 +161,22 @@ def create_app(store: Store, token: str) -> FastAPI:
         cls = _kind(kind)
         return _json(store.get(cls.KIND, _namespace(cls, namespace), name))
 
-    @app.put("/apis/{kind}/{name}", response_model=None)
+    @app.put("/apis/{kind}/{name}", response_model=None, openapi_extra=OPENAPI_BODY)
     async def replace(
-        kind: str, name: str, body: JsonBody, namespace: str | None = None
+        kind: str, name: str, request: Request, namespace: str | None = None
     ) -> Response:
         cls = _kind(kind)
-        obj = _checked(cls, body)
+        obj = _checked(cls, await read_object(request))
         if object_key(obj) != (cls.KIND, _namespace(cls, namespace), name):
             raise UsageError(f"the body is {object_key(obj)}, not {cls.KIND} {name} in the URL")
         return _json(store.update(obj))
 
-    @app.put("/apis/{kind}/{name}/status", response_model=None)
+    @app.put("/apis/{kind}/{name}/status", response_model=None, openapi_extra=OPENAPI_BODY)
     async def replace_status(
-        kind: str, name: str, body: JsonBody, namespace: str | None = None
+        kind: str, name: str, request: Request, namespace: str | None = None
     ) -> Response:
         cls = _kind(kind)
-        obj = _checked(cls, body)
+        obj = _checked(cls, await read_object(request))
         if object_key(obj) != (cls.KIND, _namespace(cls, namespace), name):
             raise UsageError(f"the body is {object_key(obj)}, not {cls.KIND} {name} in the URL")
         return _json(store.update(obj, "status"))

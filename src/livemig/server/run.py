@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import secrets
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 
 from livemig.clock import Clock, RealClock
+from livemig.errors import UsageError
 from livemig.server.app import create_app
 from livemig.store import Store
 
 TOKEN_FILE = "token"
 
 
+def make_state_dir(state_dir: Path) -> None:
+    """Create the state folder (and parents), readable by its owner only: it holds the token,
+    the database and the VMs' sockets."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if state_dir.stat().st_mode & 0o077:
+        state_dir.chmod(0o700)
+
+
 def ensure_token(state_dir: Path) -> str:
     """The cluster's bearer token, generated on first start and readable only by its owner."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    make_state_dir(state_dir)
     path = state_dir / TOKEN_FILE
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -39,18 +50,40 @@ class RunningServer:
         await self.task
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket, or UsageError saying why not (the port is taken…) in one line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        hint = (
+            " (another livemig server? stop it or choose another --port)"
+            if exc.errno == errno.EADDRINUSE
+            else ""
+        )
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from exc
+    sock.setblocking(False)
+    return sock
+
+
 async def start_server(
     store: Store, token: str, host: str = "127.0.0.1", port: int = 0, clock: Clock | None = None
 ) -> RunningServer:
     """Serve in this event loop; return once listening (port 0 picks a free port)."""
+    sock = listen(host, port)
     config = uvicorn.Config(
         create_app(store, token), host=host, port=port, log_level="warning", lifespan="off"
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
             task.result()  # raises what stopped it
         await (clock or RealClock()).sleep(0.01)
-    sock = server.servers[0].sockets[0].getsockname()
-    return RunningServer(server, task, f"http://{sock[0]}:{sock[1]}")
+    address, bound_port = sock.getsockname()[:2]
+    shown = f"[{address}]" if ":" in address else address
+    return RunningServer(server, task, f"http://{shown}:{bound_port}")
