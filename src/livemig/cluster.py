@@ -68,6 +68,11 @@ class LocalCluster:
         self.controller_task: asyncio.Task[None] | None = None
 
     @property
+    def disk_root(self) -> Path:
+        """Where hostDisk images must be (shared by every node, as a real cluster's storage)."""
+        return self.state_dir / "disks"
+
+    @property
     def url(self) -> str:
         assert self.server is not None
         return self.server.url
@@ -103,6 +108,7 @@ class LocalCluster:
             self.state_dir / "nodes" / name,
             self.clock,
             memory_capacity=self.node_memory,
+            disk_root=self.disk_root,
         )
         self.agents.append(agent)
         self.tasks.append(asyncio.create_task(agent.run(), name=f"agent-{name}"))

@@ -24,6 +24,8 @@ from livemig.errors import Gone, LivemigError
 from livemig.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+#: Where components say, once, that they are up (the CLI shows this logger at INFO).
+LIFECYCLE = logging.getLogger("livemig.lifecycle")
 
 Key = tuple[str, str]  # (namespace or "", name)
 

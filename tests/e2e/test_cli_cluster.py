@@ -54,7 +54,7 @@ def test_up_apply_get_migrate_and_stop_with_nothing_left(tmp_path: Path) -> None
         assert item["status"]["phase"] == "Succeeded"
         assert item["status"]["migrationState"]["targetNode"] in ("node-1", "node-2")
         again = cli("apply", "-f", str(manifest), env=env)
-        assert "configured" in again.stdout
+        assert "VirtualMachine/default/cli-vm unchanged" in again.stdout
         nothing = cli("migrate-cancel", "cli-vm", env=env)
         assert nothing.returncode == 1 and "no unfinished migration" in nothing.stderr
         bad = cli(

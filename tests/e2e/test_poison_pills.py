@@ -55,6 +55,11 @@ async def scenario(folder: Path) -> None:
         picky = vm("picky")
         picky["spec"]["template"]["spec"]["nodeSelector"] = {"disktype": "ssd"}
         await client.create(picky)
+        escape = vm("escape")
+        escape["spec"]["template"]["spec"]["volumes"] = [
+            {"name": "root", "hostDisk": {"path": "/etc/passwd", "type": "Disk"}}
+        ]
+        await client.create(escape)
         await client.create(vm(LONG_252))
         await client.create(vm(LONG_240))
         await client.create(vm("tuned", rate="1Mi"))
@@ -64,6 +69,14 @@ async def scenario(folder: Path) -> None:
         assert huge["reason"] == "Unschedulable"
         assert "free" in huge["message"] and "bytes" not in huge["message"]
         await condition_says(client, "picky", "Scheduled", "lacks label disktype=ssd")
+        refused = await condition_says(
+            client,
+            "escape",
+            "Synchronized",
+            "volume root: hostDisk path /etc/passwd",
+            f"outside the allowed root {(folder / 'disks').resolve()}",
+        )
+        assert refused["reason"] == "StartFailed"
         for name in ("normal", "tuned", LONG_252, LONG_240):
             await wait_until(f"{name[:20]} runs", lambda n=name: running(client, n), 60)
 

@@ -35,8 +35,9 @@ from livemig.errors import (
 )
 from livemig.events import EventRecorder
 from livemig.hypervisor import TransferStats, VMSpec, testguest
+from livemig.hypervisor.disks import DiskRefused, confine
 from livemig.hypervisor.qemu import QemuHypervisor, QemuVM
-from livemig.informer import Informer, reconcile_forever
+from livemig.informer import LIFECYCLE, Informer, reconcile_forever
 from livemig.migration import USER_CANCEL, MigrationResult, MigrationRunner, params_for
 from livemig.perobject import PerObject
 from livemig.policy import MigrationConfiguration
@@ -50,15 +51,20 @@ DEFAULT_MEMORY = 128 * 2**20
 REPORT_INTERVAL = 1.0
 
 
-def vm_spec(vmi: VirtualMachineInstance, annotations: dict[str, str]) -> VMSpec:
-    """How to run a VMI: the test guest (containerDisk livemig/test-guest) or a hostDisk."""
+def vm_spec(vmi: VirtualMachineInstance, annotations: dict[str, str], disk_root: Path) -> VMSpec:
+    """How to run a VMI: the test guest (containerDisk livemig/test-guest) or a hostDisk, which
+    must be a regular file inside ``disk_root`` (DiskRefused names the path and the root)."""
     memory = vmi.spec.memory_bytes() or DEFAULT_MEMORY
     cpu = vmi.spec.domain.cpu if vmi.spec.domain else None
     vcpus = cpu.vcpus if cpu else 1
     name = f"{vmi.namespace}_{vmi.name}"
     for volume in vmi.spec.volumes:
         if volume.host_disk is not None:
-            return VMSpec(name, memory, vcpus, disk=volume.host_disk.path)
+            try:
+                disk = confine(volume.host_disk.path, disk_root)
+            except DiskRefused as exc:
+                raise DiskRefused(f"volume {volume.name}: {exc}") from None
+            return VMSpec(name, memory, vcpus, disk=str(disk))
         if volume.container_disk is not None and volume.container_disk.image == TEST_GUEST_IMAGE:
             rate, ws = guest_load(annotations, memory)
             return VMSpec(name, memory, vcpus, dirty_rate=rate, working_set=ws)
@@ -143,15 +149,20 @@ class NodeAgent:
         heartbeat: float = 2.0,
         hypervisor: QemuHypervisor | None = None,
         backoff: tuple[float, float] = (1.0, 300.0),
+        disk_root: Path | None = None,
     ) -> None:
         self.client = client
         self.node = node
         self.state_dir = Path(state_dir)
+        #: hostDisk images must lie in here (``livemig agent --disk-root``).
+        self.disk_root = Path(disk_root) if disk_root is not None else self.state_dir / "disks"
         self.clock = clock
         self.memory_capacity = memory_capacity
         self.address = address
         self.heartbeat = heartbeat
-        self.hv = hypervisor or QemuHypervisor(self.state_dir / "vms", clock=clock)
+        self.hv = hypervisor or QemuHypervisor(
+            self.state_dir / "vms", clock=clock, disk_root=self.disk_root
+        )
         self.local: dict[tuple[str, str], Local] = {}
         self.incoming: dict[tuple[str, str], QemuVM] = {}  # by migration key
         self.outgoing: dict[tuple[str, str], Outgoing] = {}
@@ -167,6 +178,7 @@ class NodeAgent:
 
     async def run(self) -> None:
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.disk_root.mkdir(mode=0o700, parents=True, exist_ok=True)
         await self._report_node()
         await self._readopt()
         beat = asyncio.create_task(self._heartbeats())
@@ -175,7 +187,7 @@ class NodeAgent:
                 self.informer,
                 self.reconcile,
                 self.clock,
-                on_ready=lambda: log.warning(
+                on_ready=lambda: LIFECYCLE.info(
                     "livemig agent: node %s up, %d VMs adopted, reporting to %s",
                     self.node,
                     len(self.local),
@@ -340,7 +352,7 @@ class NodeAgent:
             return
         vmi = validate(raw)
         assert isinstance(vmi, VirtualMachineInstance)
-        spec = vm_spec(vmi, raw["metadata"].get("annotations") or {})
+        spec = vm_spec(vmi, raw["metadata"].get("annotations") or {}, self.disk_root)
         vm = await self.hv.start_vm(spec)
         self.local[key] = Local(vm, (spec.dirty_rate, spec.working_set), key)
         self._remember(key, vm)
@@ -447,7 +459,7 @@ class NodeAgent:
                 raise NotFound(f"VirtualMachineInstance {ns}/{m['spec']['vmiName']} is gone")
             vmi = validate(vmi_raw)
             assert isinstance(vmi, VirtualMachineInstance)
-            spec = vm_spec(vmi, vmi_raw["metadata"].get("annotations") or {})
+            spec = vm_spec(vmi, vmi_raw["metadata"].get("annotations") or {}, self.disk_root)
             config = MigrationConfiguration.from_dict(state["migrationConfiguration"])
             vm = await self.hv.start_incoming(spec, f"tcp:{self.address}:0", params_for(config))
         except (LivemigError, KeyError) as exc:

@@ -13,15 +13,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import httpx
 import typer
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from livemig.api.loading import load_paths
+from livemig.api.apply import Verb, to_create, to_update
+from livemig.api.limits import MAX_BODY_BYTES
+from livemig.api.loading import LoadResult, load_paths
 from livemig.api.models import Resource, resolve_kind, to_dict
-from livemig.api.quantity import human_bytes, parse_quantity
+from livemig.api.quantity import human_bytes, parse_quantity, short_bytes
 from livemig.client import ApiClient
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster, default_state_dir, find_cluster
@@ -30,7 +33,7 @@ from livemig.tasks import cancel_and_wait
 
 T = TypeVar("T")
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 4000)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 4000)
 
 StateOption = Annotated[
     Path | None,
@@ -72,6 +75,35 @@ def run_async(coro: Awaitable[T]) -> T:
     except (LivemigError, FileNotFoundError) as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from exc
+    except httpx.TransportError as exc:
+        url = exc.request.url.copy_with(path="/", query=None) if _has_request(exc) else "?"
+        err.print(
+            f"error: no livemig server at {url}: is `livemig up` (or `livemig server`) running? "
+            f"({type(exc).__name__}: {exc or 'no answer'})",
+            markup=False,
+        )
+        raise typer.Exit(1) from exc
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        raise typer.Exit(130) from None
+
+
+def _has_request(exc: httpx.TransportError) -> bool:
+    try:
+        exc.request  # noqa: B018 (raises RuntimeError when the error has no request)
+    except RuntimeError:
+        return False
+    return True
+
+
+def require_qemu() -> None:
+    """Exit with how to install QEMU if it is missing (before any cluster starts)."""
+    from livemig.hypervisor.qemu import QEMU_BINARY, qemu_missing
+
+    problem = qemu_missing(QEMU_BINARY)
+    if problem:
+        err.print(f"error: {problem}", markup=False)
+        raise typer.Exit(1)
 
 
 def connect(server: str | None, token: str | None, state: Path | None) -> ApiClient:
@@ -106,6 +138,7 @@ def register(app: typer.Typer) -> None:
         everything, VMs included.
         """
         folder = state or default_state_dir()
+        require_qemu()
 
         async def main(stop: asyncio.Event) -> None:
             cluster = LocalCluster(
@@ -191,13 +224,24 @@ def register(app: typer.Typer) -> None:
                 help="Address incoming migrations connect to (the migration network's, if any)."
             ),
         ] = "127.0.0.1",
+        disk_root: Annotated[
+            Path | None,
+            typer.Option(
+                "--disk-root",
+                metavar="DIR",
+                help="The only folder hostDisk images may come from (default: STATE/disks).",
+            ),
+        ] = None,
     ) -> None:
         """Run a node agent: this node's VMs as QEMU processes, and their migrations.
 
-        Stopping the agent leaves its VMs running; a new agent re-adopts them.
+        Stopping the agent leaves its VMs running; a new agent re-adopts them. A hostDisk path
+        outside --disk-root (after resolving symlinks and ..) or not a regular file is refused,
+        with a condition on the VMI naming the path and the root.
         """
         from livemig.agent.agent import NodeAgent
 
+        require_qemu()
         folder = (state or default_state_dir()) / "nodes" / node
 
         async def main(stop: asyncio.Event) -> None:
@@ -209,6 +253,7 @@ def register(app: typer.Typer) -> None:
                     RealClock(),
                     memory_capacity=parse_quantity(memory).to_bytes(),
                     address=address,
+                    disk_root=disk_root or (state or default_state_dir()) / "disks",
                 )
                 task = asyncio.create_task(the_agent.run())
                 await stop.wait()
@@ -229,18 +274,33 @@ def register(app: typer.Typer) -> None:
         token: TokenOption = None,
         state: StateOption = None,
     ) -> None:
-        """Create or update objects. Everything is validated first: one bad object and
-        nothing is sent."""
-        loaded = load_paths(files) if files else None
-        if loaded is None:
-            raise typer.Exit(0)
+        """Create or update objects, as `kubectl apply` does.
+
+        Everything is validated first: one bad object and nothing is sent. An existing object
+        is merged, not replaced: what you set is set, what you applied last time and dropped
+        now is removed (so removing a setting restores its default), and everything else on it
+        stays — labels others added, and its status (an applied `oc get -o yaml` dump never
+        moves a VM). Prints created, configured or unchanged per object.
+        """
+        loaded = load_files(files, "applied")
+        objects = [(item.obj.ref, to_dict(item.obj)) for item in loaded.objects]
+        too_big = [
+            f"error: {ref}: the object is {short_bytes(size)}; the API takes at most "
+            f"{short_bytes(MAX_BODY_BYTES)} per object"
+            for ref, obj in objects
+            if (size := len(json.dumps(obj))) > MAX_BODY_BYTES
+        ]
+        if too_big:
+            for line in too_big:
+                err.print(line, markup=False)
+            err.print("nothing was applied.", markup=False)
+            raise typer.Exit(1)
 
         async def main() -> None:
             async with connect(server, token, state) as client:
-                for item in loaded.objects:
-                    obj = to_dict(item.obj)
-                    verb = await _create_or_update(client, obj)
-                    out.print(f"{item.obj.ref} {verb}")
+                for ref, obj in objects:
+                    verb = await apply_one(client, obj)
+                    out.print(f"{ref} {verb.value}", markup=False)
 
         run_async(main())
 
@@ -384,22 +444,35 @@ def _kind_or_exit(kind: str) -> type[Resource]:
     return cls
 
 
-async def _create_or_update(client: ApiClient, obj: dict[str, Any]) -> str:
+async def apply_one(client: ApiClient, obj: dict[str, Any]) -> Verb:
+    """Create ``obj`` or three-way merge it onto the stored one (livemig.api.apply)."""
+    meta = obj["metadata"]
     try:
-        await client.create(obj)
-        return "created"
+        await client.create(to_create(obj))
+        return Verb.CREATED
     except AlreadyExists:
-        meta = obj["metadata"]
+        pass
+    verb = Verb.UNCHANGED
 
-        def replace(current: dict[str, Any]) -> dict[str, Any]:
-            new = dict(obj)
-            new["metadata"] = {**meta, "resourceVersion": current["metadata"]["resourceVersion"]}
-            if "status" in current and "status" not in new:
-                new["status"] = current["status"]
-            return new
+    def merge(current: dict[str, Any]) -> dict[str, Any] | None:
+        nonlocal verb
+        merged, verb = to_update(current, obj)
+        return None if verb is Verb.UNCHANGED else merged
 
-        await client.modify(obj["kind"], meta["name"], meta.get("namespace"), replace)
-        return "configured"
+    await client.modify(obj["kind"], meta["name"], meta.get("namespace"), merge)
+    return verb
+
+
+def load_files(files: list[str], done: str = "loaded") -> LoadResult:
+    """Load every file, or print each problem on a line of its own and exit 1."""
+    try:
+        return load_paths(files)
+    except LoadError as exc:
+        for problem in exc.problems:
+            err.print(f"error: {problem}", markup=False)
+        n = len(exc.problems)
+        err.print(f"{n} problem{'s' if n != 1 else ''} found; nothing was {done}.", markup=False)
+        raise typer.Exit(1) from exc
 
 
 # --- printing -------------------------------------------------------------------------------
@@ -561,3 +634,5 @@ async def follow(client: ApiClient, namespace: str, names: list[str]) -> dict[st
 def configure_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
+    # Components say once that they are up (livemig.informer.LIFECYCLE).
+    logging.getLogger("livemig.lifecycle").setLevel(logging.INFO)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +19,7 @@ from livemig.clock import RealClock
 from livemig.cluster import LocalCluster
 from livemig.errors import LivemigError
 
-from .cluster_cmds import follow, out, run_async
+from .cluster_cmds import follow, out, require_qemu, run_async
 
 NAMESPACE = "default"
 DRAINED = "node-1"
@@ -118,6 +119,7 @@ async def wait_for(what: str, check: Any, within: float) -> None:
 
 
 async def demo(state: Path) -> None:
+    logging.getLogger("livemig.lifecycle").setLevel(logging.WARNING)  # the tour says it itself
     cluster = LocalCluster(state, nodes=3, node_memory=2 * 2**30)
     await cluster.start()
     client = cluster.client()
@@ -218,6 +220,7 @@ def register_demo(app: typer.Typer) -> None:
         """Start a 3-node cluster, apply the document's settings and two policies, boot six
         test-guest VMs, migrate all of them off one node with live progress, show a table,
         and shut everything down (no QEMU left)."""
+        require_qemu()
         if state is not None:
             run_async(demo(state))
             return

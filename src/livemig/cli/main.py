@@ -22,12 +22,35 @@ from livemig.policy import Precedence
 
 app = typer.Typer(
     help="livemig: live migration for QEMU/KVM VMs, configured the KubeVirt way.\n\n"
-    "Start with `livemig explain -f DUMP.yaml` on the output of\n"
+    "Start with `livemig demo` (a local 3-node cluster of real QEMU VMs, one node drained), "
+    "or `livemig explain -f DUMP.yaml` on the output of "
     "`oc get hyperconverged,migrationpolicy,ns,vm,vmi -A -o yaml`.",
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        sys.stdout.write(f"livemig {version('livemig')}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print livemig's version and exit.", callback=_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """(options that apply before any command)"""
+
+
 # Piped output is not cut to 80 columns (like kubectl); a terminal gets its own width.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 4000)
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 4000)
@@ -79,14 +102,9 @@ PrecedenceOption = Annotated[
 
 
 def _load(files: list[str]) -> LoadResult:
-    try:
-        return load_paths(files)
-    except LoadError as exc:
-        for problem in exc.problems:
-            err.print(f"error: {problem}", markup=False)
-        n = len(exc.problems)
-        err.print(f"{n} problem{'s' if n != 1 else ''} found; nothing was loaded.", markup=False)
-        raise typer.Exit(1) from exc
+    from livemig.cli.cluster_cmds import load_files
+
+    return load_files(files)
 
 
 def _dump(data: Any, fmt: str) -> None:

@@ -39,7 +39,7 @@ from livemig.controller.decisions import (
 )
 from livemig.errors import AlreadyExists, Conflict, LivemigError, NotFound
 from livemig.events import EventRecorder
-from livemig.informer import Informer, key_of, reconcile_forever
+from livemig.informer import LIFECYCLE, Informer, key_of, reconcile_forever
 from livemig.inventory import Inventory
 from livemig.perobject import PerObject
 from livemig.policy import Precedence, effective_configuration
@@ -96,7 +96,7 @@ class Controller:
             self.informer,
             self.reconcile,
             self.clock,
-            on_ready=lambda: log.warning("livemig controller: up, watching %s", self.client.url),
+            on_ready=lambda: LIFECYCLE.info("livemig controller: up, watching %s", self.client.url),
         )
 
     def _now(self) -> datetime:

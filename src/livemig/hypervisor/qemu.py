@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,32 @@ from livemig.hypervisor import (
     VMSpec,
     testguest,
 )
+from livemig.hypervisor.disks import blockdev, open_confined
 from livemig.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+QEMU_BINARY = "qemu-system-x86_64"
+INSTALL_HINT = (
+    "install it with `sudo apt-get install qemu-system-x86` (Debian, Ubuntu) or "
+    "`sudo dnf install qemu-system-x86` (Fedora)"
+)
+
+
+def qemu_missing(binary: str = QEMU_BINARY) -> str | None:
+    """Why QEMU cannot be run here (with how to fix it), or None if it can."""
+    if shutil.which(binary) is None:
+        return f"QEMU is not installed ({binary} is not on PATH): {INSTALL_HINT}"
+    return None
+
+
+DISK_FDSET = 1
+
+
+def _option(text: str) -> str:
+    """``text`` as a value in QEMU's ``key=value,…`` option syntax (a comma is doubled)."""
+    return text.replace(",", ",,")
+
 
 #: QEMU caps migration bandwidth at 128 MiB/s by default; "no limit" must be said explicitly.
 UNLIMITED_BANDWIDTH = 2**40
@@ -43,8 +67,11 @@ _kvm_verdict: dict[str, bool] = {}
 class QemuVM:
     """One QEMU process: QMP for control, the serial console for the test guest."""
 
-    def __init__(self, spec: VMSpec, folder: Path, clock: Clock) -> None:
+    def __init__(
+        self, spec: VMSpec, folder: Path, clock: Clock, disk_root: Path | None = None
+    ) -> None:
         self.name = spec.name
+        self.disk_root = disk_root  # hostDisk images must lie in here (None: not checked)
         self.spec = spec
         self.folder = folder
         self.clock = clock
@@ -87,7 +114,19 @@ class QemuVM:
     def alive(self) -> bool:
         if self.process is not None:
             return self.process.returncode is None
-        return self._adopted_pid is not None and _pid_alive(self._adopted_pid)
+        return self._adopted_pid is not None and self._is_ours(self._adopted_pid)
+
+    def _is_ours(self, pid: int) -> bool:
+        """Whether ``pid`` still is this VM's QEMU: alive, and started with our QMP socket
+        (a PID from a ledger may have been reused by any other process since)."""
+        if not _pid_alive(pid):
+            return False
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        marker = _option(str(self.qmp_path)).encode()
+        return any(b"qemu-system" in a for a in args[:1]) and any(marker in a for a in args)
 
     @classmethod
     async def attach(cls, spec: VMSpec, folder: Path, clock: Clock) -> QemuVM:
@@ -99,7 +138,10 @@ class QemuVM:
         except (OSError, ValueError) as exc:
             raise HypervisorError(f"{spec.name}: no QEMU to adopt in {folder}: {exc}") from exc
         if not vm.alive():
-            raise HypervisorError(f"{spec.name}: QEMU {vm._adopted_pid} is gone")
+            raise HypervisorError(
+                f"{spec.name}: QEMU {vm._adopted_pid} is gone (or that PID is now another "
+                "process, which is left alone)"
+            )
         await vm._connect()
         return vm
 
@@ -107,27 +149,34 @@ class QemuVM:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.folder / "name").write_text(self.name + "\n")
         self.socket_dir.mkdir(mode=0o700, exist_ok=True)
+        check_private_folder(self.socket_dir)
         for sock in (self.qmp_path, self.serial_path):
             sock.unlink(missing_ok=True)
-        disk = self.spec.disk
+        disk, root = self.spec.disk, self.disk_root
         if disk is None:
             disk_path = self.folder / "test-guest.img"
             disk_path.write_bytes(testguest.image(self.spec.working_set, self.spec.dirty_rate))
             os.truncate(disk_path, testguest.IMAGE_SIZE)
-            disk = str(disk_path)
+            disk, root = str(disk_path), self.folder
+        # The disk reaches QEMU as an open descriptor in an fd set, described in JSON: no path
+        # is parsed by QEMU's option syntax, and only this regular file can be opened.
+        disk_fd = open_confined(disk, root)
         args = [
             binary,
-            "-name", self.name,
+            "-name", f"guest={_option(self.name)}",
             "-accel", accel,
             "-m", f"{self.spec.memory // 2**20}M",
             "-smp", str(self.spec.vcpus),
             "-display", "none",
             "-nodefaults",
             "-no-user-config",
-            "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
-            "-chardev", f"socket,id=console,path={self.serial_path},server=on,wait=off",
+            "-qmp", f"unix:{_option(str(self.qmp_path))},server=on,wait=off",
+            "-chardev",
+            f"socket,id=console,path={_option(str(self.serial_path))},server=on,wait=off",
             "-serial", "chardev:console",
-            "-drive", f"if=virtio,format=raw,readonly=on,file={disk}",
+            "-add-fd", f"fd={disk_fd},set={DISK_FDSET},opaque=disk",
+            "-blockdev", blockdev(DISK_FDSET),
+            "-device", "virtio-blk-pci,drive=disk0,bootindex=0",
             *self.spec.extra_args,
         ]  # fmt: skip
         if incoming:
@@ -135,10 +184,15 @@ class QemuVM:
         stderr = (self.folder / "qemu.log").open("ab")
         try:
             self.process = await asyncio.create_subprocess_exec(
-                *args, stdin=asyncio.subprocess.DEVNULL, stdout=stderr, stderr=stderr
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                pass_fds=(disk_fd,),
             )
         finally:
             stderr.close()
+            os.close(disk_fd)
         (self.folder / "pid").write_text(str(self.process.pid))
         await self._connect()
 
@@ -218,7 +272,7 @@ class QemuVM:
                 await self.process.wait()
         elif self._adopted_pid is not None:
             deadline = self.clock.now() + 5
-            while _pid_alive(self._adopted_pid) and self.clock.now() < deadline:
+            while self._is_ours(self._adopted_pid) and self.clock.now() < deadline:
                 await self.clock.sleep(0.02)
             self.kill()
         if self.socket_dir != self.folder:
@@ -239,7 +293,7 @@ class QemuVM:
         """SIGKILL the QEMU process (tests use it to lose a target)."""
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
-        elif self._adopted_pid is not None and _pid_alive(self._adopted_pid):
+        elif self._adopted_pid is not None and self._is_ours(self._adopted_pid):
             os.kill(self._adopted_pid, signal.SIGKILL)
 
     # --- QMP -------------------------------------------------------------------------------
@@ -405,11 +459,13 @@ class QemuHypervisor:
     def __init__(
         self,
         state_dir: Path,
-        binary: str = "qemu-system-x86_64",
+        binary: str = QEMU_BINARY,
         accel: str | None = None,
         clock: Clock | None = None,
+        disk_root: Path | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
+        self.disk_root = disk_root
         self.binary = shutil.which(binary) or binary
         self.clock = clock or RealClock()
         self._accel = accel
@@ -429,7 +485,9 @@ class QemuHypervisor:
                 f"VM {spec.name}: working set {spec.working_set} bytes does not fit in "
                 f"{spec.memory} bytes of memory (at most {testguest.max_working_set(spec.memory)})"
             )
-        vm = QemuVM(spec, self.state_dir / vm_folder_name(spec.name, suffix), self.clock)
+        vm = QemuVM(
+            spec, self.state_dir / vm_folder_name(spec.name, suffix), self.clock, self.disk_root
+        )
         try:
             await vm.launch(self.binary, await self.accel(), incoming)
         except BaseException:
@@ -469,6 +527,17 @@ def vm_folder_name(name: str, suffix: str = "") -> str:
     characters, more than a file name can hold); the full name is in the folder's ``name``."""
     digest = hashlib.sha256(f"{name}{suffix}".encode("utf-8", "surrogatepass")).hexdigest()[:12]
     return f"{name[:_NAME_PREFIX]}-{digest}{suffix}"
+
+
+def check_private_folder(folder: Path) -> None:
+    """Refuse a socket folder someone else could have prepared: it must be a real folder (not
+    a symlink), ours, and closed to others (e.g. a /tmp stand-in made by another user)."""
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise HypervisorError(
+            f"socket folder {folder} is not a private folder of this user (owner uid "
+            f"{info.st_uid}, mode {stat.S_IMODE(info.st_mode):o}); refusing to use it: remove it"
+        )
 
 
 def _pid_alive(pid: int) -> bool:
