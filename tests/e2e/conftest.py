@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from livemig.api.builders import make_test_guest_vm, migration_request
+from livemig.api.builders import hyperconverged, make_test_guest_vm, migration_request
 from livemig.client import ApiClient
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster
@@ -88,12 +88,7 @@ def vm(
 
 
 def hco(**settings: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "hco.kubevirt.io/v1beta1",
-        "kind": "HyperConverged",
-        "metadata": {"name": "kubevirt-hyperconverged", "namespace": "openshift-cnv"},
-        "spec": {"liveMigrationConfig": settings},
-    }
+    return hyperconverged(**settings)
 
 
 def policy(name: str, selector: dict[str, str], **settings: Any) -> dict[str, Any]:

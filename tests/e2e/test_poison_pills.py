@@ -120,3 +120,57 @@ async def scenario(folder: Path) -> None:
 
 def test_bad_objects_never_stop_the_cluster(tmp_path: Path) -> None:
     asyncio.run(scenario(tmp_path))
+
+
+async def objects_from_before_the_door(folder: Path) -> None:
+    """Objects an older livemig let in (its store is kept across upgrades): a lone surrogate,
+    a 900-deep spec and a quantity typo. They sit in the store; the cluster works around them."""
+    async with local_cluster(folder, nodes=2) as (cluster, client):
+        assert cluster.store is not None
+        surrogate = vm("surrogate")
+        surrogate["spec"]["template"]["metadata"]["annotations"]["note"] = "bad \ud800 text"
+        deep: Any = "end"
+        for _ in range(900):
+            deep = {"x": deep}
+        deep_vmi = vm("deep")["spec"]["template"]
+        bad_policy = {
+            "apiVersion": "migrations.kubevirt.io/v1alpha1",
+            "kind": "MigrationPolicy",
+            "metadata": {"name": "typo"},
+            "spec": {"selectors": {}, "bandwidthPerMigration": "64Mb"},
+        }
+        for obj in (
+            surrogate,
+            {
+                "apiVersion": "kubevirt.io/v1",
+                "kind": "VirtualMachineInstance",
+                "metadata": {"name": "deep", "namespace": "default"},
+                "spec": {**deep_vmi["spec"], "deep": deep},
+            },
+            bad_policy,
+        ):
+            cluster.store.create(obj)  # straight into the store, as an old version did
+
+        await client.create(vm("normal"))
+        await wait_until("normal runs", lambda: running(client, "normal"), 60)
+        await client.create(migration("m-normal", "normal"))
+        done = await wait_until("m-normal", lambda: finished(client, "m-normal"), 60)
+        assert done["status"]["phase"] == "Succeeded", done["status"]
+
+        async def warned() -> set[tuple[str, str]]:
+            events, _ = await client.list("Event")
+            return {(e["involvedObject"]["name"], e["reason"]) for e in events}
+
+        async def all_warned() -> bool:
+            seen = await warned()
+            return {
+                ("surrogate", "FailedCreate"),
+                ("typo", "InvalidObject"),
+                ("deep", "PlacementFailed"),
+            } <= seen
+
+        await wait_until("a warning for each bad object", all_warned, 30)
+
+
+def test_objects_that_predate_the_input_limits_do_not_stop_the_cluster(tmp_path: Path) -> None:
+    asyncio.run(objects_from_before_the_door(tmp_path))

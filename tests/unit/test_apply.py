@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from livemig.api.apply import LAST_APPLIED, Verb, to_create, to_update
+from livemig.api.builders import hyperconverged
 
 
 def node(**spec: Any) -> dict[str, Any]:
@@ -22,13 +23,7 @@ def stored(obj: dict[str, Any], **more: Any) -> dict[str, Any]:
     return out
 
 
-def hco(**settings: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "hco.kubevirt.io/v1beta1",
-        "kind": "HyperConverged",
-        "metadata": {"name": "kubevirt-hyperconverged", "namespace": "openshift-cnv"},
-        "spec": {"liveMigrationConfig": settings},
-    }
+hco = hyperconverged
 
 
 def test_cordoning_a_node_by_apply_keeps_the_labels_its_agent_set() -> None:

@@ -56,3 +56,13 @@ def make_test_guest_vm(
             },
         },
     }
+
+
+def hyperconverged(**settings: Any) -> dict[str, Any]:
+    """OpenShift's HyperConverged object (v1beta1) with these live-migration settings."""
+    return {
+        "apiVersion": "hco.kubevirt.io/v1beta1",
+        "kind": "HyperConverged",
+        "metadata": {"name": "kubevirt-hyperconverged", "namespace": "openshift-cnv"},
+        "spec": {"liveMigrationConfig": settings},
+    }

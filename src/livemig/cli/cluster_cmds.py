@@ -21,14 +21,14 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from livemig.api.apply import Verb, to_create, to_update
-from livemig.api.limits import MAX_BODY_BYTES
+from livemig.api.limits import MAX_BODY_BYTES, MAX_MEMORY_BYTES
 from livemig.api.loading import LoadResult, load_paths
 from livemig.api.models import Resource, resolve_kind, to_dict
 from livemig.api.quantity import human_bytes, parse_quantity, short_bytes
 from livemig.client import ApiClient
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster, default_state_dir, find_cluster
-from livemig.errors import AlreadyExists, LivemigError, LoadError, NotFound
+from livemig.errors import AlreadyExists, LivemigError, LoadError, NotFound, QuantityError
 from livemig.tasks import cancel_and_wait
 
 T = TypeVar("T")
@@ -96,6 +96,23 @@ def _has_request(exc: httpx.TransportError) -> bool:
     return True
 
 
+def memory_option(text: str, option: str) -> int:
+    """A node's memory from the command line, in bytes, or one line saying what is wrong."""
+    try:
+        size = parse_quantity(text).to_bytes()
+    except QuantityError as exc:
+        err.print(f"error: {option}: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    if not 0 < size <= MAX_MEMORY_BYTES:
+        err.print(
+            f"error: {option}: {text!r} must be above 0 and at most "
+            f"{short_bytes(MAX_MEMORY_BYTES)}",
+            markup=False,
+        )
+        raise typer.Exit(2)
+    return size
+
+
 def require_qemu() -> None:
     """Exit with how to install QEMU if it is missing (before any cluster starts)."""
     from livemig.hypervisor.qemu import QEMU_BINARY, qemu_missing
@@ -142,7 +159,7 @@ def register(app: typer.Typer) -> None:
 
         async def main(stop: asyncio.Event) -> None:
             cluster = LocalCluster(
-                folder, nodes, port, node_memory=parse_quantity(node_memory).to_bytes()
+                folder, nodes, port, node_memory=memory_option(node_memory, "--node-memory")
             )
             await cluster.start()
             out.print(f"livemig up: {cluster.url} ({nodes} nodes), state in {folder}")
@@ -251,7 +268,7 @@ def register(app: typer.Typer) -> None:
                     node,
                     folder,
                     RealClock(),
-                    memory_capacity=parse_quantity(memory).to_bytes(),
+                    memory_capacity=memory_option(memory, "--memory"),
                     address=address,
                     disk_root=disk_root or (state or default_state_dir()) / "disks",
                 )

@@ -164,6 +164,9 @@ class QemuVM:
         args = [
             binary,
             "-name", f"guest={_option(self.name)}",
+            # QEMU's own pidfile: also puts the VM's folder on its command line, where an
+            # operator (and the tests' leak check) can see which VM a process is.
+            "-pidfile", str(self.folder / "qemu.pid"),
             "-accel", accel,
             "-m", f"{self.spec.memory // 2**20}M",
             "-smp", str(self.spec.vcpus),

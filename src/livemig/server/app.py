@@ -50,7 +50,7 @@ from livemig.server.body import (
     too_large,
 )
 from livemig.server.selectors import matches_selector, parse_selector
-from livemig.store import Store, object_key
+from livemig.store import Store, Subresource, object_key
 
 FINISHED_PHASES = ("Succeeded", "Failed")
 
@@ -161,25 +161,26 @@ def create_app(store: Store, token: str) -> FastAPI:
         cls = _kind(kind)
         return _json(store.get(cls.KIND, _namespace(cls, namespace), name))
 
-    @app.put("/apis/{kind}/{name}", response_model=None, openapi_extra=OPENAPI_BODY)
-    async def replace(
-        kind: str, name: str, request: Request, namespace: str | None = None
+    async def _replace(
+        kind: str, name: str, request: Request, namespace: str | None, subresource: Subresource
     ) -> Response:
         cls = _kind(kind)
         obj = _checked(cls, await read_object(request))
         if object_key(obj) != (cls.KIND, _namespace(cls, namespace), name):
             raise UsageError(f"the body is {object_key(obj)}, not {cls.KIND} {name} in the URL")
-        return _json(store.update(obj))
+        return _json(store.update(obj, subresource))
+
+    @app.put("/apis/{kind}/{name}", response_model=None, openapi_extra=OPENAPI_BODY)
+    async def replace(
+        kind: str, name: str, request: Request, namespace: str | None = None
+    ) -> Response:
+        return await _replace(kind, name, request, namespace, None)
 
     @app.put("/apis/{kind}/{name}/status", response_model=None, openapi_extra=OPENAPI_BODY)
     async def replace_status(
         kind: str, name: str, request: Request, namespace: str | None = None
     ) -> Response:
-        cls = _kind(kind)
-        obj = _checked(cls, await read_object(request))
-        if object_key(obj) != (cls.KIND, _namespace(cls, namespace), name):
-            raise UsageError(f"the body is {object_key(obj)}, not {cls.KIND} {name} in the URL")
-        return _json(store.update(obj, "status"))
+        return await _replace(kind, name, request, namespace, "status")
 
     @app.delete("/apis/{kind}/{name}", response_model=None)
     async def delete(kind: str, name: str, namespace: str | None = None) -> Response:
