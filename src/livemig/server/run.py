@@ -53,7 +53,10 @@ class RunningServer:
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket, or UsageError saying why not (the port is taken…) in one line."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP said explicitly: asyncio sets TCP_NODELAY on accepted connections only when
+    # the listening socket's proto is TCP; with proto 0 every keep-alive answer waited ~40 ms
+    # for a delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
