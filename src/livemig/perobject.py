@@ -100,9 +100,9 @@ class PerObject:
         ``reason`` names the step (``Unschedulable``, ``StartFailed``…) in the condition and
         event written if it fails."""
         key = _key(kind, obj)
-        print_ = fingerprint(obj)
         failure = self.failures.get(key)
-        edited = failure is not None and failure.fingerprint != print_
+        # The fingerprint (a JSON dump and a hash) is paid only by objects that have failed.
+        edited = failure is not None and failure.fingerprint != fingerprint(obj)
         if failure is not None and not edited and self.clock.now() < failure.next_try:
             return False
         try:
@@ -117,9 +117,8 @@ class PerObject:
                 log.exception("%s: %s/%s/%s: %s", self.component, *key, reason)
             else:
                 log.warning("%s: %s %s/%s: %s", self.component, kind, key[1], key[2], message)
-            self.failures[key] = Failure(
-                attempts, self.clock.now() + delay, print_, reason, message
-            )
+            next_try = self.clock.now() + delay
+            self.failures[key] = Failure(attempts, next_try, fingerprint(obj), reason, message)
             await self.report(kind, obj, reason, f"{message} (retrying in {delay:.0f} s)")
             await self.events.record(obj, EventType.WARNING, reason, message)
             return False
