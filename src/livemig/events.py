@@ -1,8 +1,9 @@
 """Recording Events (Kubernetes' core/v1 shape) about objects, as kubectl users expect them.
 
-The same event about the same object — same reason, message and type — is one Event object
-whose ``count`` and ``lastTimestamp`` grow, so a failure retried every few minutes for a day
-is one line in ``livemig get events``, not hundreds.
+The same kind of event about the same object — same type and reason — is one Event object whose
+``count``, ``lastTimestamp`` and ``message`` (the latest) are updated, so a failure retried every
+few minutes for a day, or an unschedulable VM whose "node-1 has 1.9Gi free" keeps changing, is
+one line in ``livemig get events``, not hundreds.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ EVENT = "Event"
 _MAX_NAME = 253
 
 
-def event_name(involved: dict[str, Any], event_type: str, reason: str, message: str) -> str:
-    """A stable name for one (object, type, reason, message): repeats find the same Event."""
+def event_name(involved: dict[str, Any], event_type: str, reason: str) -> str:
+    """A stable name for one (object, type, reason): repeats find the same Event."""
     meta = involved.get("metadata") or {}
     identity = "\0".join(
         str(x)
@@ -37,7 +38,6 @@ def event_name(involved: dict[str, Any], event_type: str, reason: str, message: 
             meta.get("uid"),
             event_type,
             reason,
-            message,
         )
     )
     digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:16]
@@ -69,7 +69,7 @@ class EventRecorder:
     ) -> None:
         meta = involved.get("metadata") or {}
         namespace = meta.get("namespace") or "default"
-        name = event_name(involved, event_type.value, reason, message)
+        name = event_name(involved, event_type.value, reason)
         now = timestamp(datetime.fromtimestamp(self.clock.wall(), UTC))
         event = {
             "apiVersion": "v1",
@@ -102,6 +102,7 @@ class EventRecorder:
         def again(o: dict[str, Any]) -> dict[str, Any]:
             o["count"] = int(o.get("count") or 1) + 1
             o["lastTimestamp"] = now
+            o["message"] = message
             return o
 
         try:

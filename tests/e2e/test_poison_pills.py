@@ -103,6 +103,9 @@ async def scenario(folder: Path) -> None:
         events, _ = await client.list("Event", "default")
         reasons = {(e["involvedObject"]["name"], e["reason"]) for e in events}
         assert ("huge", "Unschedulable") in reasons
+        # Its message changed as other VMs took memory; still one Event, counted, latest words.
+        (huge_event,) = [e for e in events if e["involvedObject"]["name"] == "huge"]
+        assert huge_event["message"].startswith("no node fits: needs 6Gi")
         assert ("tuned", "RetuneFailed") in reasons
 
         # Fixing the annotation clears the condition.

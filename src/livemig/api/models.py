@@ -358,8 +358,8 @@ class VirtualMachineInstance(Resource):
 
 
 class ObjectReference(Carried):
-    kind: str
-    name: str
+    kind: str | None = None
+    name: str | None = None
     namespace: str | None = None
     uid: str | None = None
 
@@ -374,13 +374,14 @@ class Event(Resource):
     the same event raise ``count`` and ``lastTimestamp`` instead of adding objects."""
 
     KIND = "Event"
-    API_VERSIONS = ("v1",)
+    # events.k8s.io/v1 carries the same event as regarding/note; a cluster dump may hold both.
+    API_VERSIONS = ("v1", "events.k8s.io/v1")
     NAMESPACED = True
-    involved_object: ObjectReference = Field(alias="involvedObject")
-    reason: str
-    message: str = ""
-    type: Annotated[EventType, Field(strict=False)] = EventType.NORMAL
-    count: Annotated[int, Field(ge=1)] = 1
+    involved_object: ObjectReference | None = Field(None, alias="involvedObject")
+    reason: str | None = None
+    message: str | None = None
+    type: Annotated[EventType, Field(strict=False)] | None = None
+    count: Annotated[int, Field(ge=0)] | None = None
 
 
 class VirtualMachineInstanceMigration(Resource):

@@ -495,6 +495,14 @@ def load_files(files: list[str], done: str = "loaded") -> LoadResult:
 # --- printing -------------------------------------------------------------------------------
 
 
+def _trouble(status: dict[str, Any]) -> str:
+    """The reason of a condition that says something is wrong (``describe`` has the message)."""
+    for c in status.get("conditions") or []:
+        if c.get("type") in ("Scheduled", "Synchronized") and c.get("status") == "False":
+            return str(c.get("reason") or "")
+    return ""
+
+
 def _age(obj: dict[str, Any]) -> str:
     return str(obj["metadata"].get("creationTimestamp", ""))[:19]
 
@@ -522,6 +530,7 @@ def _columns(kind: str, obj: dict[str, Any], wide: bool) -> list[str]:
             meta["name"],
             status.get("phase", "Pending"),
             status.get("nodeName") or "",
+            _trouble(status),
         ]
     if kind == "VirtualMachine":
         return [
@@ -564,7 +573,7 @@ _HEADERS = {
         "MODE",
         "POLICY",
     ],
-    "VirtualMachineInstance": ["NAMESPACE", "NAME", "PHASE", "NODE"],
+    "VirtualMachineInstance": ["NAMESPACE", "NAME", "PHASE", "NODE", "PROBLEM"],
     "VirtualMachine": ["NAMESPACE", "NAME", "RUN"],
     "Node": ["NAME", "STATUS", "MEMORY"],
     "Event": ["LAST SEEN", "TYPE", "REASON", "OBJECT", "COUNT", "MESSAGE"],
