@@ -40,9 +40,7 @@ def _raise_for(response: httpx.Response) -> None:
         body = {"message": response.text}
     message, reason = str(body.get("message", "")), body.get("reason")
     code = response.status_code
-    if code == 400 and reason in ("InvalidBody", "BodyTooLarge"):
-        raise InvalidBody(message)
-    if code == 413:
+    if code == 413 or (code == 400 and reason in ("InvalidBody", "BodyTooLarge")):
         raise InvalidBody(message)
     if code == 401:
         raise Unauthorized(f"{message} (check the token)")
