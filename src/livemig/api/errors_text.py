@@ -11,6 +11,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from livemig.api.limits import INT32_MAX, INT64_MAX
+
+# The integer types of KubeVirt's Go API that bound our integer fields (api.limits).
+_INT_TYPES = {
+    INT32_MAX: f"int32 ({INT32_MAX}), as in KubeVirt",
+    INT64_MAX: "int64 (2^63-1), as in KubeVirt",
+}
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 
@@ -81,6 +88,9 @@ def describe_validation_error(
             msg = f"expected a list, got {_what(value)}"
         elif kind == "greater_than_equal":
             msg = f"must be {err.get('ctx', {}).get('ge')} or more, got {value}"
+        elif kind == "less_than_equal":
+            limit = err.get("ctx", {}).get("le")
+            msg = f"{value} is above {_INT_TYPES.get(int(limit or 0), f'the limit ({limit})')}"
         elif kind == "enum":
             expected = [e.strip("'") for e in re.findall(r"'[^']*'", err["ctx"]["expected"])]
             msg = f"{_what(value)} is not one of {', '.join(expected)}"

@@ -33,6 +33,8 @@ _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _NULL = "tag:yaml.org,2002:null"
 _MERGE = "tag:yaml.org,2002:merge"
+# libyaml refuses lone-surrogate escapes itself; only the pure-Python parser lets them through.
+_CHECK_UNICODE = _Base is yaml.SafeLoader
 
 # Kubernetes keeps timestamps (creationTimestamp, …) as strings; YAML 1.1 would make datetimes.
 _RESOLVERS = {
@@ -78,6 +80,9 @@ class _Loader(_Base):  # type: ignore[misc,valid-type]
         self.duplicates: list[Duplicate] = []
         self._built: dict[Node, Any] = {}  # containers built in this document (for aliases)
         self._expanded = 0
+        # No "&" anywhere: no anchors, so no aliases, and the memo can be skipped (a 100,000-VMI
+        # dump builds millions of containers).
+        self._aliases_possible = "&" in stream
 
     def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
         # The base class does the same lookup through more layers; this is on the hot path.
@@ -94,6 +99,11 @@ class _Loader(_Base):  # type: ignore[misc,valid-type]
         self._built = {}
         self._expanded = 0
         data = self._build(node, 0)
+        if _CHECK_UNICODE:  # the pure-Python parser lets lone surrogates through
+            try:
+                check_value(data)
+            except InvalidBody as exc:
+                raise _Refused(None, None, str(exc), node.start_mark) from None
         self._built = {}
         self.constructed_objects: dict[Node, Any] = {}
         self.recursive_objects: dict[Node, None] = {}
@@ -104,48 +114,53 @@ class _Loader(_Base):  # type: ignore[misc,valid-type]
         tag = node.tag
         if tag == _STR and type(node) is ScalarNode:
             value: str = node.value
-            if not value.isascii():
-                _check_unicode(value, node)
             # Dumps repeat the same short values ("virtio", "LiveMigrate", …) endlessly.
             return intern(value) if len(value) <= 64 else value
-        if type(node) is not ScalarNode:
-            shared = self._built.get(node)
-            if shared is not None:  # an alias: share the value, but count what it expands to
-                self._expanded += _expanded_size(node, MAX_ALIAS_EXPANSION - self._expanded)
-                if self._expanded > MAX_ALIAS_EXPANSION:
-                    raise _Refused(
-                        None,
-                        None,
-                        f"aliases expand to more than {MAX_ALIAS_EXPANSION:,} values (a "
-                        '"billion laughs" document?); write the values out instead',
-                        node.start_mark,
-                    )
-                return shared
-            if depth >= MAX_DEPTH:
-                raise _Refused(
-                    None, None, f"nested deeper than {MAX_DEPTH} levels", node.start_mark
-                )
         if tag == _MAP and type(node) is MappingNode:
+            if depth >= MAX_DEPTH or self._aliases_possible:
+                shared = self._shared_or_refused(node, depth)
+                if shared is not None:
+                    return shared
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                if key_node.tag == _MERGE:
-                    return self._construct_checked(node)
-                key = self._build(key_node, depth + 1)
-                if type(key) is str:
-                    # 100,000 objects repeat the same few hundred keys: share one copy of each.
-                    key = intern(key)
-                if key == "<<" or not isinstance(key, str | int | float | bool | None):
-                    return self._construct_checked(node)  # merge keys and oddities
+                if key_node.tag != _STR or type(key_node) is not ScalarNode:
+                    return self._construct_checked(node)  # merge keys, non-string keys
+                # 100,000 objects repeat the same few hundred keys: share one copy of each.
+                key = intern(key_node.value)
                 if key in out:
                     self.duplicates.append(_duplicate(node, key_node, key))
                 out[key] = self._build(value_node, depth + 1)
-            self._built[node] = out
+            if self._aliases_possible:
+                self._built[node] = out
             return out
         if tag == _SEQ and type(node) is SequenceNode:
+            if depth >= MAX_DEPTH or self._aliases_possible:
+                shared = self._shared_or_refused(node, depth)
+                if shared is not None:
+                    return shared
             items = [self._build(child, depth + 1) for child in node.value]
-            self._built[node] = items
+            if self._aliases_possible:
+                self._built[node] = items
             return items
         return self._construct_checked(node)
+
+    def _shared_or_refused(self, node: Node, depth: int) -> Any:
+        """For a container: refuse it past MAX_DEPTH; if it was built before (an alias),
+        count what it expands to and return the value built then; else None."""
+        if depth >= MAX_DEPTH:
+            raise _Refused(None, None, f"nested deeper than {MAX_DEPTH} levels", node.start_mark)
+        shared = self._built.get(node)
+        if shared is not None:
+            self._expanded += _expanded_size(node, MAX_ALIAS_EXPANSION - self._expanded)
+            if self._expanded > MAX_ALIAS_EXPANSION:
+                raise _Refused(
+                    None,
+                    None,
+                    f"aliases expand to more than {MAX_ALIAS_EXPANSION:,} values (a "
+                    '"billion laughs" document?); write the values out instead',
+                    node.start_mark,
+                )
+        return shared
 
     def _construct_checked(self, node: Node) -> Any:
         """PyYAML's own constructor (merge keys, tags), then the same limits on its result."""
@@ -155,18 +170,6 @@ class _Loader(_Base):  # type: ignore[misc,valid-type]
         except InvalidBody as exc:
             raise _Refused(None, None, str(exc), node.start_mark) from None
         return data
-
-
-def _check_unicode(value: str, node: Node) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise _Refused(
-            None,
-            None,
-            f"a string holds invalid Unicode (a lone surrogate \\u{ord(value[exc.start]):04x})",
-            node.start_mark,
-        ) from None
 
 
 def _expanded_size(node: Node, budget: int) -> int:
