@@ -10,6 +10,7 @@ import httpx
 
 from livemig.api.limits import InvalidBody
 from livemig.api.watch import WatchEvent
+from livemig.clock import Clock, RealClock
 from livemig.errors import (
     AlreadyExists,
     CancelRefused,
@@ -25,6 +26,13 @@ from livemig.errors import (
 
 #: How often a write that lost a resourceVersion race is retried before giving up.
 CONFLICT_RETRIES = 20
+#: How often a read-change-write is retried after a transport failure (a timeout, a dropped
+#: connection), waiting 0.5 s doubling in between: a store stalled on its disk, a restarting
+#: server. Safe, because the change is applied afresh to a fresh read.
+TRANSPORT_RETRIES = 5
+#: Seconds to wait for an answer. Kubernetes' API server gives a request 60 s; an fsync was
+#: seen to take 30 s on a busy virtual disk.
+REQUEST_TIMEOUT = 60.0
 
 
 class Unauthorized(UsageError):
@@ -75,8 +83,11 @@ def _raise_for(response: httpx.Response) -> None:
 
 
 class ApiClient:
-    def __init__(self, url: str, token: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, token: str, timeout: float = REQUEST_TIMEOUT, clock: Clock | None = None
+    ) -> None:
         self.url = url
+        self.clock = clock or RealClock()
         self._http = httpx.AsyncClient(
             base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
         )
@@ -152,17 +163,23 @@ class ApiClient:
         stale the write conflicts and the object is read afresh. A change that declines on
         ``current`` is not checked against the server: the caller's watch brings any newer
         copy, and its next pass looks again."""
+        transport_failures = 0
         for _ in range(CONFLICT_RETRIES):
-            if current is None:
-                current = await self.get(kind, name, namespace)
-            wanted = change(current)
-            if wanted is None:
-                return current
             try:
+                if current is None:
+                    current = await self.get(kind, name, namespace)
+                wanted = change(current)
+                if wanted is None:
+                    return current
                 return await self.update(wanted, status)
             except Conflict:
                 current = None
-                continue
+            except httpx.TransportError:
+                transport_failures += 1
+                if transport_failures > TRANSPORT_RETRIES:
+                    raise
+                await self.clock.sleep(0.5 * 2 ** (transport_failures - 1))
+                current = None  # the write may have landed: look again before redoing it
         raise Conflict(f"{kind}/{name}: still conflicting after {CONFLICT_RETRIES} tries")
 
     async def watch(

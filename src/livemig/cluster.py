@@ -13,7 +13,7 @@ from pathlib import Path
 from livemig.agent.agent import NodeAgent
 from livemig.client import ApiClient
 from livemig.clock import Clock, RealClock
-from livemig.controller.controller import Controller
+from livemig.controller.controller import HEARTBEAT_TIMEOUT, Controller
 from livemig.server.run import RunningServer, ensure_token, make_state_dir, start_server
 from livemig.store.sqlite import SQLiteStore
 from livemig.tasks import cancel_and_wait
@@ -52,7 +52,7 @@ class LocalCluster:
         port: int = 0,
         clock: Clock | None = None,
         node_memory: int = 4 * 2**30,
-        heartbeat_timeout: float = 10.0,
+        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.node_names = [f"node-{i + 1}" for i in range(nodes)]

@@ -12,6 +12,7 @@ from livemig.controller.decisions import (
     NodeView,
     admit,
     choose_node,
+    silent_nodes,
 )
 
 
@@ -122,3 +123,21 @@ def test_unschedulable_reasons_are_in_words_and_sizes_in_mi_gi() -> None:
         "no node fits: needs 6Gi: node-1 has 3.5Gi free; "
         "node-2 has label disktype=hdd, not ssd; node-3 lacks label disktype=ssd"
     )
+
+
+@pytest.mark.parametrize(
+    ("heard", "silent"),
+    [
+        ({"n1": 100.0, "n2": 100.0, "n3": 80.0}, {"n3"}),  # one quiet node: it is silent
+        ({"n1": 60.0, "n2": 65.0, "n3": 60.0}, set()),  # all quiet at once: the control plane
+        ({"n1": 80.0, "n2": 85.0, "n3": 99.0}, {"n1", "n2"}),
+        ({"n1": 60.0, "n2": 65.0, "n3": 99.0}, {"n1", "n2"}),  # the stall ended for n3 only
+        ({"n1": 80.0}, {"n1"}),  # a lone node cannot be told from a stall: judged by now
+        ({"n1": 95.0, "n2": 91.0}, set()),  # within the timeout
+        ({}, set()),
+    ],
+)
+def test_silent_nodes_are_judged_by_the_controllers_clock_and_not_all_at_once(
+    heard: dict[str, float], silent: set[str]
+) -> None:
+    assert silent_nodes(heard, now=100.0, timeout=10.0) == silent

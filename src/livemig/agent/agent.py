@@ -11,11 +11,14 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import httpx
 
 from livemig.api.builders import DIRTY_RATE, TEST_GUEST_IMAGE, WORKING_SET
 from livemig.api.loading import validate
@@ -47,6 +50,7 @@ log = logging.getLogger(__name__)
 
 VMI = "VirtualMachineInstance"
 VMIM = "VirtualMachineInstanceMigration"
+T = TypeVar("T")
 DEFAULT_MEMORY = 128 * 2**20
 REPORT_INTERVAL = 1.0
 
@@ -257,8 +261,9 @@ class NodeAgent:
             await self.clock.sleep(self.heartbeat)
             try:
                 await self._report_node()
-            except LivemigError as exc:
-                log.warning("%s: heartbeat failed: %s", self.node, exc)
+            except (LivemigError, httpx.HTTPError) as exc:
+                # A slow or restarting server must not end the heartbeats for good.
+                log.warning("%s: heartbeat failed: %s", self.node, exc or type(exc).__name__)
 
     async def _report_node(self) -> None:
         now = timestamp(self._now())
@@ -575,7 +580,9 @@ class NodeAgent:
         try:
             result = await runner.run()
         except LivemigError as exc:
-            await self._finish(mkey[0], mkey[1], None, f"migration broke: {exc}")
+            await self._persist(
+                partial(self._finish, mkey[0], mkey[1], None, f"migration broke: {exc}")
+            )
             self.outgoing.pop(mkey, None)
             return
         finally:
@@ -585,13 +592,19 @@ class NodeAgent:
                     await out.report
         target = (m["status"]["migrationState"] or {}).get("targetNode")
         vmi_key = (mkey[0], m["spec"]["vmiName"])
-        # The outcome first: it frees the parallel slot for the next pending migration.
-        recorded = await self._finish(mkey[0], mkey[1], result, result.failure_reason)
+        # The outcome first: it frees the parallel slot for the next pending migration. Both it
+        # and the hand-over must be written whatever the API server is going through: the VM
+        # has already moved.
+        recorded = await self._persist(
+            partial(self._finish, mkey[0], mkey[1], result, result.failure_reason)
+        )
         self.outgoing.pop(mkey, None)
         if result.succeeded and recorded:
             # The target adopts the VMI once it sees both the outcome and the hand-over.
             state = _final_state(result, runner)
-            await self._vmi_status(vmi_key, {"nodeName": target, "migrationState": state})
+            await self._persist(
+                partial(self._vmi_status, vmi_key, {"nodeName": target, "migrationState": state})
+            )
             if vmi_key in self.local:
                 local = self.local.pop(vmi_key)
                 await local.vm.stop()  # the source copy is gone
@@ -604,6 +617,23 @@ class NodeAgent:
                 mkey,
             )
 
+    async def _persist(self, write: Callable[[], Awaitable[T]]) -> T:
+        """``write()`` until the API server takes it (transport failures are retried, with a
+        backoff doubling to 10 s); a refusal other than that is raised."""
+        delay = 0.5
+        while True:
+            try:
+                return await write()
+            except httpx.TransportError as exc:
+                log.warning(
+                    "%s: cannot reach the API server (%s); retrying in %.0f s",
+                    self.node,
+                    type(exc).__name__,
+                    delay,
+                )
+                await self.clock.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
     async def _finish(
         self, ns: str, name: str, result: MigrationResult | None, reason: str | None
     ) -> bool:
@@ -615,7 +645,9 @@ class NodeAgent:
             nonlocal recorded
             st = o.setdefault("status", {})
             if st.get("phase") in (Phase.SUCCEEDED, Phase.FAILED):
-                recorded = False
+                # Only this agent records success: seeing it means our own earlier write
+                # landed (its answer was lost to a timeout). A failure may be the controller's.
+                recorded = st.get("phase") == Phase.SUCCEEDED and bool(result and result.succeeded)
                 return None
             recorded = True
             state = st.setdefault("migrationState", {})

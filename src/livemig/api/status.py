@@ -70,9 +70,9 @@ def node_ready(node: dict[str, Any]) -> bool:
     return False
 
 
-def heartbeat_age(node: dict[str, Any], now: datetime) -> float | None:
-    """Seconds since the node's agent last reported, or None if it never did."""
+def last_heartbeat(node: dict[str, Any]) -> str | None:
+    """The Ready condition's lastHeartbeatTime as the agent wrote it (None if it never did)."""
     for c in (node.get("status") or {}).get("conditions", []):
         if c.get("type") == "Ready" and c.get("lastHeartbeatTime"):
-            return (now - parse_timestamp(c["lastHeartbeatTime"])).total_seconds()
+            return str(c["lastHeartbeatTime"])
     return None

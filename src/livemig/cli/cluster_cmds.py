@@ -77,11 +77,11 @@ def run_async(coro: Awaitable[T]) -> T:
         raise typer.Exit(1) from exc
     except httpx.TransportError as exc:
         url = exc.request.url.copy_with(path="/", query=None) if _has_request(exc) else "?"
-        err.print(
-            f"error: no livemig server at {url}: is `livemig up` (or `livemig server`) running? "
-            f"({type(exc).__name__}: {exc or 'no answer'})",
-            markup=False,
-        )
+        if isinstance(exc, httpx.ConnectError):
+            what = f"no livemig server at {url}: is `livemig up` (or `livemig server`) running?"
+        else:
+            what = f"the livemig server at {url} did not answer in time (it may be overloaded)"
+        err.print(f"error: {what} ({type(exc).__name__}: {exc or 'no answer'})", markup=False)
         raise typer.Exit(1) from exc
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
@@ -632,6 +632,8 @@ async def follow(client: ApiClient, namespace: str, names: list[str]) -> dict[st
                 except NotFound:
                     done[n] = {"status": {"phase": "Deleted"}}
                     continue
+                except httpx.TimeoutException:
+                    continue  # a slow answer is not the end of the migration: ask again
                 status = m.get("status") or {}
                 state = status.get("migrationState") or {}
                 phase = status.get("phase", "Pending")

@@ -22,7 +22,7 @@ from livemig.api.models import EventType, Resource, VirtualMachine, VirtualMachi
 from livemig.api.status import (
     Phase,
     condition,
-    heartbeat_age,
+    last_heartbeat,
     node_ready,
     set_phase,
     timestamp,
@@ -36,6 +36,7 @@ from livemig.controller.decisions import (
     NodeView,
     admit,
     choose_node,
+    silent_nodes,
 )
 from livemig.errors import AlreadyExists, Conflict, LivemigError, NotFound
 from livemig.events import EventRecorder
@@ -58,6 +59,9 @@ WATCHED = (
     "MigrationPolicy",
     "Namespace",
 )
+#: Seconds a node may go unheard (while others report) before it is NotReady: Kubernetes'
+#: node-monitor-grace-period, long enough for the disk stalls seen on busy virtual machines.
+HEARTBEAT_TIMEOUT = 40.0
 #: How many finished migrations are kept per VMI.
 KEEP_FINISHED = 5
 
@@ -79,7 +83,7 @@ class Controller:
         self,
         client: ApiClient,
         clock: Clock,
-        heartbeat_timeout: float = 10.0,
+        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
         precedence: Precedence = Precedence.DOCUMENTED,
         backoff: tuple[float, float] = (1.0, 300.0),
     ) -> None:
@@ -90,6 +94,8 @@ class Controller:
         self.informer = Informer(client, WATCHED, clock)
         self.events = EventRecorder(client, "livemig-controller", clock)
         self.each = PerObject(self.informer, self.events, clock, *backoff)
+        # node → (its last heartbeat as written, when this controller saw it change)
+        self._heard: dict[str, tuple[str | None, float]] = {}
 
     async def run(self) -> None:
         await reconcile_forever(
@@ -269,15 +275,42 @@ class Controller:
             if state.get("targetNode") and phase is not None and phase.active:
                 with contextlib.suppress(TypeError, ValueError):
                     used[state["targetNode"]] += int(state.get("memoryBytes", 0))
+        silent = self._silent(nodes)
         views: list[NodeView] = []
         for raw in nodes:
             await self.each.run(
                 "Node",
                 raw,
                 "NodeHealthFailed",
-                partial(self._one_node, raw, migrations, used, views),
+                partial(self._one_node, raw, migrations, used, views, silent),
             )
         return views
+
+    def _silent(self, nodes: list[dict[str, Any]]) -> dict[str, float]:
+        """Ready nodes silent for longer than the heartbeat timeout, and for how long, judged
+        by when this controller saw each heartbeat change (not by the agents' clocks, and not
+        fooled by a store that delivered late: see decisions.silent_nodes)."""
+        now = self.clock.now()
+        names = set()
+        for raw in nodes:
+            name = raw["metadata"]["name"]
+            names.add(name)
+            beat = last_heartbeat(raw)
+            seen = self._heard.get(name)
+            if seen is None or seen[0] != beat:
+                self._heard[name] = (beat, now)
+        for gone in set(self._heard) - names:
+            del self._heard[gone]
+        ready = {n["metadata"]["name"] for n in nodes if node_ready(n)}
+        heard = {n: t for n, (_, t) in self._heard.items() if n in ready}
+        silent = silent_nodes(heard, now, self.heartbeat_timeout)
+        if len(heard) > 1 and now - max(heard.values()) > self.heartbeat_timeout:
+            log.warning(
+                "livemig controller: no node has reported for %.0f s; that looks like a stalled "
+                "API server or store, not dead nodes: failing nothing",
+                now - max(heard.values()),
+            )
+        return {n: max(heard.values()) - heard[n] for n in silent}
 
     async def _one_node(
         self,
@@ -285,13 +318,13 @@ class Controller:
         migrations: list[dict[str, Any]],
         used: dict[str, int],
         views: list[NodeView],
+        silent: dict[str, float],
     ) -> None:
         name = raw["metadata"]["name"]
-        age = heartbeat_age(raw, self._now())
         ready = node_ready(raw)
-        if ready and (age is None or age > self.heartbeat_timeout):
+        if ready and name in silent:
             ready = False
-            message = "never reported" if age is None else f"no heartbeat for {age:.0f} s"
+            message = f"no heartbeat for {silent[name]:.0f} s"
 
             def not_ready(o: dict[str, Any]) -> dict[str, Any]:
                 condition(

@@ -271,7 +271,7 @@ class QemuVM:
             try:
                 await self.clock.wait_for(self.process.wait(), 5)
             except TimeoutError:
-                self.process.kill()
+                self.kill()
                 await self.process.wait()
         elif self._adopted_pid is not None:
             deadline = self.clock.now() + 5
@@ -294,10 +294,11 @@ class QemuVM:
 
     def kill(self) -> None:
         """SIGKILL the QEMU process (tests use it to lose a target)."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-        elif self._adopted_pid is not None and self._is_ours(self._adopted_pid):
-            os.kill(self._adopted_pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may end between check and kill
+            if self.process is not None and self.process.returncode is None:
+                self.process.kill()
+            elif self._adopted_pid is not None and self._is_ours(self._adopted_pid):
+                os.kill(self._adopted_pid, signal.SIGKILL)
 
     # --- QMP -------------------------------------------------------------------------------
 

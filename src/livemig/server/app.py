@@ -20,10 +20,11 @@ answered 422 with every problem, and nothing is stored.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -53,6 +54,8 @@ from livemig.server.selectors import matches_selector, parse_selector
 from livemig.store import Store, Subresource, object_key
 
 FINISHED_PHASES = ("Succeeded", "Failed")
+VMIM = "VirtualMachineInstanceMigration"
+T = TypeVar("T")
 
 _STATUS: dict[type[LivemigError], int] = {
     BodyTooLarge: 413,
@@ -78,12 +81,19 @@ def _namespace(cls: type[Resource], namespace: str | None) -> str:
     return (namespace or "default") if cls.NAMESPACED else ""
 
 
+async def off(call: Callable[..., T], *args: Any) -> T:
+    """Run a blocking store call in a worker thread: a slow disk must not stall the loop."""
+    return await asyncio.to_thread(call, *args)
+
+
 def create_app(store: Store, token: str) -> FastAPI:
     app = FastAPI(
         title="livemig",
         description="Live-migration control plane for QEMU/KVM VMs, KubeVirt-style objects.",
         version="0.1.0",
     )
+
+    migration_creates = asyncio.Lock()
 
     @app.middleware("http")
     async def bearer_token(
@@ -132,11 +142,11 @@ def create_app(store: Store, token: str) -> FastAPI:
         cls = _kind(kind)
         selector = parse_selector(label_selector or "")
         if watch:
-            since = resource_version if resource_version is not None else store.revision()
+            since = resource_version if resource_version is not None else await off(store.revision)
             return StreamingResponse(
                 _watch(store, cls, namespace, selector, since), media_type="application/x-ndjson"
             )
-        items, rev = store.list(cls.KIND, namespace if cls.NAMESPACED else None)
+        items, rev = await off(store.list, cls.KIND, namespace if cls.NAMESPACED else None)
         items = [o for o in items if matches_selector(selector, _labels(o))]
         return _json(
             {
@@ -152,14 +162,16 @@ def create_app(store: Store, token: str) -> FastAPI:
         cls = _kind(kind)
         obj = _checked(cls, await read_object(request))
         obj.pop("status", None)  # a subresource: never set by a create (Kubernetes does so too)
-        if cls.KIND == "VirtualMachineInstanceMigration":
-            _one_migration_at_a_time(store, obj)
-        return _json(store.create(obj), 201)
+        if cls.KIND != "VirtualMachineInstanceMigration":
+            return _json(await off(store.create, obj), 201)
+        async with migration_creates:  # the check and the create, as one step
+            await off(_one_migration_at_a_time, store, obj)
+            return _json(await off(store.create, obj), 201)
 
     @app.get("/apis/{kind}/{name}", response_model=None)
     async def read(kind: str, name: str, namespace: str | None = None) -> Response:
         cls = _kind(kind)
-        return _json(store.get(cls.KIND, _namespace(cls, namespace), name))
+        return _json(await off(store.get, cls.KIND, _namespace(cls, namespace), name))
 
     async def _replace(
         kind: str, name: str, request: Request, namespace: str | None, subresource: Subresource
@@ -168,7 +180,7 @@ def create_app(store: Store, token: str) -> FastAPI:
         obj = _checked(cls, await read_object(request))
         if object_key(obj) != (cls.KIND, _namespace(cls, namespace), name):
             raise UsageError(f"the body is {object_key(obj)}, not {cls.KIND} {name} in the URL")
-        return _json(store.update(obj, subresource))
+        return _json(await off(store.update, obj, subresource))
 
     @app.put("/apis/{kind}/{name}", response_model=None, openapi_extra=OPENAPI_BODY)
     async def replace(
@@ -187,8 +199,8 @@ def create_app(store: Store, token: str) -> FastAPI:
         cls = _kind(kind)
         ns = _namespace(cls, namespace)
         if cls.KIND == "VirtualMachineInstanceMigration":
-            _refuse_cancel_in_post_copy(store.get(cls.KIND, ns, name))
-        return _json(store.delete(cls.KIND, ns, name))
+            return _json(await off(_cancel_migration, store, ns, name))
+        return _json(await off(store.delete, cls.KIND, ns, name))
 
     return app
 
@@ -231,6 +243,19 @@ def _one_migration_at_a_time(store: Store, obj: dict[str, Any]) -> None:
                 f"{other['metadata']['name']} (phase {phase or 'Pending'}); wait for it to end "
                 "or cancel it first"
             )
+
+
+def _cancel_migration(store: Store, namespace: str, name: str) -> dict[str, Any]:
+    """Delete (cancel) a migration unless it is in post-copy, judged on the very revision that
+    is deleted: an agent recording PostCopy in between makes the delete conflict and look again."""
+    for _ in range(10):
+        current = store.get(VMIM, namespace, name)
+        _refuse_cancel_in_post_copy(current)
+        try:
+            return store.delete(VMIM, namespace, name, current["metadata"]["resourceVersion"])
+        except Conflict:
+            continue
+    raise Conflict(f"{VMIM}/{namespace}/{name} keeps changing; try again")
 
 
 def _refuse_cancel_in_post_copy(obj: dict[str, Any]) -> None:

@@ -1,6 +1,11 @@
 """The SQLite store: one table of objects, one of changes; WAL with synchronous=FULL, so an
 acknowledged write survives ``kill -9`` of the process (and of the machine's power, as far as
-the disk honours fsync)."""
+the disk honours fsync).
+
+Every method is blocking and thread-safe (one lock around one connection): an fsync was seen
+to take 10–30 s on a busy virtual disk, so the API server calls the store from worker threads
+and its event loop — /healthz, watches and, in ``livemig up``, the agents and their QMP
+monitors — never waits for the disk."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -51,27 +57,33 @@ class SQLiteStore:
             # Readable by its owner only; SQLite gives the -wal and -shm files the same mode.
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
             os.chmod(self.path, 0o600)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._lock = threading.RLock()
+        self._event_lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
         self._changed: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     # --- reads ---------------------------------------------------------------------------
 
     def revision(self) -> int:
-        row = self._db.execute("SELECT MAX(revision) FROM changes").fetchone()
+        with self._lock:
+            row = self._db.execute("SELECT MAX(revision) FROM changes").fetchone()
         return int(row[0] or 0)
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        row = self._db.execute(
-            "SELECT data FROM objects WHERE kind=? AND namespace=? AND name=?",
-            (kind, namespace, name),
-        ).fetchone()
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data FROM objects WHERE kind=? AND namespace=? AND name=?",
+                (kind, namespace, name),
+            ).fetchone()
         if row is None:
             where = f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
             raise NotFound(f"{where} not found")
@@ -87,12 +99,13 @@ class SQLiteStore:
         if namespace is not None:
             sql += " AND namespace=?"
             args.append(namespace)
-        self._db.execute("BEGIN")
-        try:
-            rows = self._db.execute(sql + " ORDER BY kind, namespace, name", args).fetchall()
-            rev = self.revision()
-        finally:
-            self._db.execute("COMMIT")
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                rows = self._db.execute(sql + " ORDER BY kind, namespace, name", args).fetchall()
+                rev = self.revision()
+            finally:
+                self._db.execute("COMMIT")
         return [json.loads(r[0]) for r in rows], rev
 
     # --- writes --------------------------------------------------------------------------
@@ -123,14 +136,15 @@ class SQLiteStore:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         """One write transaction; watchers are woken only after it commits."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._notify()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._notify()
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Store a new object. uid, creationTimestamp, generation and resourceVersion are the
@@ -140,9 +154,10 @@ class SQLiteStore:
         kind, namespace, name = key = object_key(obj)
         meta = obj.setdefault("metadata", {})
         meta["uid"] = str(uuid.uuid4())
-        meta["creationTimestamp"] = _now()
         meta["generation"] = 1
         with self._transaction():
+            # Stamped under the lock, so creation order is the order of revisions.
+            meta["creationTimestamp"] = _now()
             exists = self._db.execute(
                 "SELECT 1 FROM objects WHERE kind=? AND namespace=? AND name=?", key
             ).fetchone()
@@ -206,38 +221,52 @@ class SQLiteStore:
     # --- watch ---------------------------------------------------------------------------
 
     def _notify(self) -> None:
-        # Wake this process's watchers: set the event they wait on, and start a new one.
-        woken, self._changed = self._changed, None
-        if woken is not None:
+        # Wake this process's watchers: set the event they wait on, and start a new one. A
+        # write may come from a worker thread; the event belongs to the watchers' loop.
+        with self._event_lock:
+            woken, self._changed = self._changed, None
+        if woken is None or self._loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
             woken.set()
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(woken.set)
 
     def _change_event(self) -> asyncio.Event:
-        if self._changed is None:
-            self._changed = asyncio.Event()
-        return self._changed
+        # Its own small lock, never held across I/O: the loop must not wait for a commit here.
+        with self._event_lock:
+            if self._changed is None:
+                self._loop = asyncio.get_running_loop()
+                self._changed = asyncio.Event()
+            return self._changed
 
     def changes_since(self, since: int, kind: str | None = None) -> Events:
-        oldest = self._db.execute("SELECT MIN(revision) FROM changes").fetchone()[0]
-        if oldest is not None and since < oldest - 1:
-            raise Gone(f"revision {since} was compacted (oldest kept: {oldest}); list again")
         sql = "SELECT revision, type, data FROM changes WHERE revision > ?"
         args: list[int | str] = [since]
         if kind is not None:
             sql += " AND kind=?"
             args.append(kind)
-        rows = self._db.execute(sql + " ORDER BY revision LIMIT 1000", args).fetchall()
+        with self._lock:
+            oldest = self._db.execute("SELECT MIN(revision) FROM changes").fetchone()[0]
+            if oldest is not None and since < oldest - 1:
+                raise Gone(f"revision {since} was compacted (oldest kept: {oldest}); list again")
+            rows = self._db.execute(sql + " ORDER BY revision LIMIT 1000", args).fetchall()
         return [WatchEvent(int(r[0]), r[1], json.loads(r[2])) for r in rows]
 
     async def watch(self, since: int, kind: str | None = None) -> AsyncIterator[WatchEvent]:
         while True:
-            events = self.changes_since(since, kind)
+            events = await asyncio.to_thread(self.changes_since, since, kind)
             for event in events:
                 yield event
                 since = event.revision
             if not events:
                 # Woken by our own writes; the timeout catches other processes' writes.
                 changed = self._change_event()
-                if self.changes_since(since, kind):
+                if await asyncio.to_thread(self.changes_since, since, kind):
                     continue  # written between our read and our wait
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), POLL_INTERVAL)
