@@ -144,8 +144,8 @@ def _cluster_settings(inv: Inventory) -> tuple[Resource, str, MigrationSettings]
     """(object, field prefix, settings) of the object the cluster settings come from."""
     if inv.hyperconverged:
         hco = inv.hyperconverged[0]
-        if hco.spec.live_migration_config is not None:
-            return hco, "spec.liveMigrationConfig", hco.spec.live_migration_config
+        if hco.migration_settings is not None:
+            return hco, hco.settings_path, hco.migration_settings
     elif inv.kubevirt:
         kv = inv.kubevirt[0]
         if kv.spec.configuration and kv.spec.configuration.migrations:

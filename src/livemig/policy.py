@@ -271,7 +271,7 @@ def cluster_config(
     """HyperConverged wins (its operator overwrites the KubeVirt object), else KubeVirt."""
     if hyperconverged:
         hco = hyperconverged[0]
-        return ClusterConfig(hco.spec.live_migration_config, hco.ref, hco.spec.eviction_strategy)
+        return ClusterConfig(hco.migration_settings, hco.ref, hco.eviction_strategy)
     if kubevirt:
         kv = kubevirt[0]
         conf = kv.spec.configuration

@@ -15,7 +15,14 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from livemig.api.fields import (
     BandwidthQuantity,
@@ -102,9 +109,18 @@ class EvictionStrategy(StrEnum):
 Eviction = Annotated[EvictionStrategy, Field(strict=False)]
 
 
-class HyperConvergedSpec(Carried):
+class HyperConvergedVirtualization(Carried):
+    """hco.kubevirt.io/v1 ``spec.virtualization``: where v1 keeps the migration settings."""
+
     live_migration_config: MigrationSettings | None = Field(None, alias="liveMigrationConfig")
     eviction_strategy: Eviction | None = Field(None, alias="evictionStrategy")
+
+
+class HyperConvergedSpec(Carried):
+    # v1beta1's places; v1 moved both under spec.virtualization.
+    live_migration_config: MigrationSettings | None = Field(None, alias="liveMigrationConfig")
+    eviction_strategy: Eviction | None = Field(None, alias="evictionStrategy")
+    virtualization: HyperConvergedVirtualization | None = None
 
 
 class KubeVirtConfiguration(Carried):
@@ -308,10 +324,71 @@ class Resource(Carried):
 
 
 class HyperConverged(Resource):
+    """OpenShift Virtualization's cluster object. v1beta1 keeps the live-migration settings at
+    ``spec.liveMigrationConfig``; v1 at ``spec.virtualization.liveMigrationConfig``. Each
+    version's settings in the other's place are an error, never silently ignored."""
+
     KIND = "HyperConverged"
     API_VERSIONS = ("hco.kubevirt.io/v1beta1", "hco.kubevirt.io/v1")
     NAMESPACED = True
     spec: HyperConvergedSpec = Field(default_factory=HyperConvergedSpec)
+
+    @property
+    def is_v1(self) -> bool:
+        return self.api_version == "hco.kubevirt.io/v1"
+
+    @property
+    def settings_path(self) -> str:
+        """Where this version keeps the live-migration settings."""
+        return (
+            "spec.virtualization.liveMigrationConfig" if self.is_v1 else "spec.liveMigrationConfig"
+        )
+
+    @property
+    def migration_settings(self) -> MigrationSettings | None:
+        if self.is_v1:
+            return (
+                self.spec.virtualization.live_migration_config if self.spec.virtualization else None
+            )
+        return self.spec.live_migration_config
+
+    @property
+    def eviction_strategy(self) -> EvictionStrategy | None:
+        if self.is_v1:
+            virt = self.spec.virtualization
+            return virt.eviction_strategy if virt else None
+        return self.spec.eviction_strategy
+
+    @field_validator("spec")
+    @classmethod
+    def _settings_where_its_version_keeps_them(
+        cls, spec: HyperConvergedSpec, info: ValidationInfo
+    ) -> HyperConvergedSpec:
+        virt = spec.virtualization
+        if info.data.get("api_version") == "hco.kubevirt.io/v1":
+            misplaced = [
+                name
+                for name, value in (
+                    ("liveMigrationConfig", spec.live_migration_config),
+                    ("evictionStrategy", spec.eviction_strategy),
+                )
+                if value is not None
+            ]
+            if misplaced:
+                raise ValueError(
+                    f"{' and '.join(misplaced)} at the top of spec is v1beta1's place; "
+                    "hco.kubevirt.io/v1 keeps it under spec.virtualization "
+                    f"(spec.virtualization.{misplaced[0]})"
+                )
+        elif virt is not None and (
+            virt.live_migration_config is not None or virt.eviction_strategy is not None
+        ):
+            raise ValueError(
+                "virtualization holds live-migration settings, which is hco.kubevirt.io/v1's "
+                "shape: use apiVersion: hco.kubevirt.io/v1, or move them to "
+                "spec.liveMigrationConfig and spec.evictionStrategy for v1beta1"
+            )
+        return spec
 
 
 class KubeVirt(Resource):
