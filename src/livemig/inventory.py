@@ -15,6 +15,7 @@ from livemig.api.models import (
     Resource,
     VirtualMachine,
     VirtualMachineInstance,
+    VirtualMachineInstancetype,
     VMISpec,
 )
 from livemig.bulk import gc_paused
@@ -38,6 +39,10 @@ class Workload:
     labels: Mapping[str, str]
     spec: VMISpec
     source: Resource  # the VMI, or the VM when no VMI of that name was given
+    #: A VM's memory from its instancetype, when its template gives none.
+    instancetype_memory: int | None = None
+    #: Why the memory is unknown, when a VM names an instancetype missing from the input.
+    memory_note: str | None = None
 
     @property
     def ref(self) -> str:
@@ -45,7 +50,30 @@ class Workload:
 
     @property
     def memory_bytes(self) -> int | None:
-        return self.spec.memory_bytes()
+        own = self.spec.memory_bytes()
+        return own if own is not None else self.instancetype_memory
+
+
+def _vm_workload(
+    vm: VirtualMachine,
+    namespace: str,
+    instancetypes: Mapping[tuple[str, str, str], VirtualMachineInstancetype],
+) -> Workload:
+    """The VMI a VM's template would start; its memory from the instancetype if it names one
+    (KubeVirt expands the instancetype into the VMI it starts)."""
+    spec = vm.spec.template.spec
+    matcher = vm.spec.instancetype
+    if matcher is None or spec.memory_bytes() is not None:
+        return Workload(namespace, vm.name, vm.spec.template.metadata.labels, spec, vm)
+    cluster_scoped = matcher.kind == "VirtualMachineClusterInstancetype"
+    key = (matcher.kind, "" if cluster_scoped else namespace, matcher.name)
+    found = instancetypes.get(key)
+    memory = found.spec.memory.guest.to_bytes() if found and found.spec.memory else None
+    note = None
+    if found is None:
+        where = "" if cluster_scoped else f" in namespace {namespace}"
+        note = f"its instancetype {matcher.kind}/{matcher.name}{where} is not in the input"
+    return Workload(namespace, vm.name, vm.spec.template.metadata.labels, spec, vm, memory, note)
 
 
 @dataclass(frozen=True)
@@ -78,8 +106,13 @@ class Inventory:
         have_vmi = {(w.namespace, w.name) for w in workloads}
         # A VM's template labels become its VMI's labels (SPEC §3).
         vms: list[VirtualMachine] = by_kind.get("VirtualMachine", [])
+        instancetypes = {
+            (it.KIND, it.namespace or "", it.name): it
+            for kind in ("VirtualMachineInstancetype", "VirtualMachineClusterInstancetype")
+            for it in by_kind.get(kind, ())
+        }
         workloads += [
-            Workload(ns, vm.name, vm.spec.template.metadata.labels, vm.spec.template.spec, vm)
+            _vm_workload(vm, ns, instancetypes)
             for vm in vms
             if (ns := vm.namespace or "default", vm.name) not in have_vmi
         ]

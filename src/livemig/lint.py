@@ -153,6 +153,12 @@ def _cluster_settings(inv: Inventory) -> tuple[Resource, str, MigrationSettings]
     return None
 
 
+def _plural(w: Workload) -> str:
+    matcher = getattr(getattr(w.source, "spec", None), "instancetype", None)
+    kind = matcher.kind if matcher is not None else "VirtualMachineClusterInstancetype"
+    return kind.lower() + "s"
+
+
 def _settings_advice(inv: Inventory) -> Iterable[Finding]:
     if (found := _cluster_settings(inv)) is not None:
         obj, prefix, s = found
@@ -358,12 +364,18 @@ def _input_advice(
             f"{len(workloads)} VMI(s) ({_names(workloads)}). Add it: oc get ns {ns} -o yaml.",
         )
     if unknown_memory:
+        notes = "".join(
+            f" {w.ref}: {w.memory_note} (add it: oc get {_plural(w)} -o yaml)."
+            for w in unknown_memory
+            if w.memory_note
+        )
         yield finding(
             "LM116",
             unknown_memory[0].ref,
             "spec.domain.memory.guest",
-            f"{len(unknown_memory)} VMI(s) give neither domain.memory.guest nor a memory request "
-            f"({_names(unknown_memory)}); their completion timeout cannot be computed.",
+            f"{len(unknown_memory)} VMI(s) give neither domain.memory.guest, a memory request "
+            f"nor an instancetype in the input ({_names(unknown_memory)}); their completion "
+            f"timeout cannot be computed.{notes}",
         )
     for w, res in disagree:
         assert res.winner is not None

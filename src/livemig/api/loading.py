@@ -18,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from livemig.api.errors_text import describe_validation_error, format_path
-from livemig.api.models import KINDS, Resource
+from livemig.api.models import KINDS, KNOWN_UNUSED_KINDS, Resource
 from livemig.api.yamlparse import YamlSyntaxError, parse
 from livemig.bulk import gc_paused
 from livemig.errors import LoadError, Problem
@@ -173,7 +173,11 @@ def _load_object(raw: Any, origin: Origin, into: LoadResult) -> list[_Bad]:
         return [("items", ("items",), "expected a list of objects")]
     cls = KINDS.get(kind)
     if cls is None:
-        close = difflib.get_close_matches(kind, KINDS, n=1, cutoff=0.8)
+        close = (
+            []
+            if kind in KNOWN_UNUSED_KINDS
+            else difflib.get_close_matches(kind, KINDS, n=1, cutoff=0.8)
+        )
         if close:
             return [("kind", ("kind",), f"unknown kind {kind!r} (did you mean {close[0]}?)")]
         into.skipped.append(Skipped(kind, _raw_ref(raw) or kind, origin))
