@@ -76,6 +76,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "LM114": (Severity.INFO, "documented and KubeVirt precedence pick different policies"),
     "LM115": (Severity.INFO, "objects of kinds livemig does not use were skipped"),
     "LM116": (Severity.INFO, "VMI memory size unknown"),
+    "LM117": (Severity.INFO, "a policy's experimental (alpha) settings are kept but ignored"),
 }
 
 
@@ -253,6 +254,15 @@ def _policy_advice(
             tuple(sorted(sel.virtual_machine_instance_selector.items())),
         )
         by_selectors[key].append(p)
+    for p in inv.policies:
+        if p.spec.experimental:
+            yield finding(
+                "LM117",
+                p.ref,
+                "spec.experimental",
+                f"KubeVirt's alpha settings ({', '.join(sorted(p.spec.experimental))}) are kept "
+                "as written but livemig does not act on them; what they change is not shown.",
+            )
     shadowed: set[str] = set()
     for group in by_selectors.values():
         winner, *losers = sorted(group, key=lambda p: p.name)

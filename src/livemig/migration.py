@@ -63,6 +63,7 @@ def params_for(config: MigrationConfiguration) -> MigrationParams:
         bandwidth=config.bandwidth_per_migration,
         auto_converge=config.allow_auto_converge,
         post_copy=config.allow_post_copy,
+        downtime_limit_ms=config.max_downtime_ms,
     )
 
 

@@ -234,7 +234,7 @@ class _CandidateSet:
 
 # --- effective configuration -----------------------------------------------------------------
 
-#: The nine settings of SPEC §2, by their YAML names, with KubeVirt's defaults.
+#: The ten settings of SPEC §2, by their YAML names, with KubeVirt's defaults.
 DEFAULTS: dict[str, int | bool | None] = {
     "bandwidthPerMigration": 0,
     "completionTimeoutPerGiB": 150,
@@ -245,6 +245,7 @@ DEFAULTS: dict[str, int | bool | None] = {
     "allowAutoConverge": False,
     "allowWorkloadDisruption": None,  # follows allowPostCopy
     "network": None,
+    "maxDowntimeMs": 300,  # QEMU's own downtime-limit
 }
 #: Settings a MigrationPolicy may override; the rest are cluster-only.
 POLICY_SETTINGS = (
@@ -253,6 +254,7 @@ POLICY_SETTINGS = (
     "completionTimeoutPerGiB",
     "allowPostCopy",
     "allowWorkloadDisruption",
+    "maxDowntimeMs",
 )
 
 
@@ -315,6 +317,7 @@ class MigrationConfiguration:
     allow_auto_converge: bool
     allow_workload_disruption: bool
     network: str | None
+    max_downtime_ms: int = 300
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int | bool | str | None]:
@@ -329,6 +332,7 @@ class MigrationConfiguration:
             "allowAutoConverge": self.allow_auto_converge,
             "allowWorkloadDisruption": self.allow_workload_disruption,
             "network": self.network,
+            "maxDowntimeMs": self.max_downtime_ms,
         }
 
     @classmethod
@@ -344,6 +348,8 @@ class MigrationConfiguration:
             allow_auto_converge=bool(values["allowAutoConverge"]),
             allow_workload_disruption=bool(values["allowWorkloadDisruption"]),
             network=values.get("network"),
+            # Migrations recorded before maxDowntimeMs existed ran with QEMU's 300 ms.
+            max_downtime_ms=int(values.get("maxDowntimeMs", 300)),
         )
 
     def is_default(self, name: str) -> bool:
@@ -393,6 +399,7 @@ def effective_configuration(
         allow_auto_converge=bool(values["allowAutoConverge"]),
         allow_workload_disruption=bool(values["allowWorkloadDisruption"]),
         network=str(values["network"]) if values["network"] is not None else None,
+        max_downtime_ms=_as_int(values["maxDowntimeMs"]),
         sources=sources,
     )
 

@@ -270,3 +270,30 @@ async def _disk_image(folder: Path) -> str:
 
 def test_a_vm_boots_a_disk_image(tmp_path: Path) -> None:
     assert asyncio.run(_disk_image(tmp_path)) == "READY"
+
+
+# A guest dirtying 24 MiB/s of a 32 MiB working set against a 32 MiB/s cap: each pass resends
+# what the guest dirtied during the last one. QEMU switches over once what is left fits in
+# downtime-limit at the current bandwidth: 2,000 ms holds ~64 MiB, so it switches right after
+# the first passes; 1 ms holds ~32 KiB, so pre-copy goes on until the passes are that small.
+# (Measured here: 3 passes in ~1 s against 14 in ~3.8 s.)
+DOWNTIME_GUEST = guest("downtime", working_set=32 * MiB, dirty_rate=24 * MiB)
+DOWNTIME = {"bandwidth_per_migration": 32 * MiB, "completion_timeout_per_gib": timeout_for(30)}
+
+
+def test_max_downtime_decides_when_pre_copy_switches_over(tmp_path: Path) -> None:
+    runs = {}
+    for limit in (2000, 1):
+        result, src, dst, bad, _ = asyncio.run(
+            migrate(
+                tmp_path / str(limit),
+                DOWNTIME_GUEST,
+                configuration(**DOWNTIME, max_downtime_ms=limit),
+            )
+        )
+        assert result.outcome is Outcome.SUCCEEDED, result.failure_reason
+        assert (src, dst, bad) == (False, True, 0)
+        runs[limit] = (max(s.iteration for s in result.history), result.duration)
+    (lax_passes, lax_time), (strict_passes, strict_time) = runs[2000], runs[1]
+    assert strict_passes >= lax_passes + 3, runs  # it kept copying to get under 1 ms
+    assert strict_time > lax_time, runs

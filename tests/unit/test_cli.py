@@ -41,7 +41,7 @@ def test_explain_json_has_the_documented_keys_for_every_vmi() -> None:
     }
     for item in items:
         assert {"namespace", "name", "policy", "configuration", "sources"} <= item.keys()
-        assert len(item["configuration"]) == 9
+        assert len(item["configuration"]) == 10  # the ten settings, maxDowntimeMs included
         assert isinstance(item["configuration"]["bandwidthPerMigration"], int)
         assert item["sources"].keys() == item["configuration"].keys()
 

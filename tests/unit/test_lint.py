@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from livemig.api.loading import LoadResult
+from livemig.api.models import to_dict
 from livemig.inventory import Inventory
 from livemig.lint import Finding, Severity, lint
 from livemig.policy import Precedence
@@ -217,3 +218,24 @@ metadata: {name: c}
 """
     found = run(text)
     assert {f.code: f.severity for f in found} == {"LM116": Severity.INFO, "LM115": Severity.INFO}
+
+
+def test_experimental_policy_settings_are_kept_and_reported_as_ignored(
+    load_text: Callable[[str], LoadResult],
+) -> None:
+    loaded = load_text(
+        """
+        apiVersion: migrations.kubevirt.io/v1alpha1
+        kind: MigrationPolicy
+        metadata: {name: alpha}
+        spec:
+          selectors: {}
+          maxDowntimeMs: 100
+          experimental: {someAlphaKnob: true}
+        """
+    )
+    (policy,) = loaded.objects
+    assert to_dict(policy.obj)["spec"]["experimental"] == {"someAlphaKnob": True}  # kept
+    inv = Inventory.from_objects(o.obj for o in loaded.objects)
+    (found,) = [f for f in lint(inv, []) if f.code == "LM117"]
+    assert found.field == "spec.experimental" and "someAlphaKnob" in found.message

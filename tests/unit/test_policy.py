@@ -7,11 +7,14 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from livemig.api.models import HyperConverged, KubeVirt, MigrationPolicy
+from livemig.migration import params_for
 from livemig.policy import (
     DEFAULT,
     ClusterConfig,
+    MigrationConfiguration,
     PolicyIndex,
     Precedence,
     cluster_config,
@@ -229,6 +232,7 @@ def test_defaults_apply_when_nothing_is_configured_and_are_marked() -> None:
         "allowAutoConverge": False,
         "allowWorkloadDisruption": False,
         "network": None,
+        "maxDowntimeMs": 300,
     }
     assert all(conf.is_default(k) for k in conf.as_dict())
 
@@ -355,3 +359,22 @@ def test_index_never_disagrees_with_the_rule(
         want = resolve(policies, ns_labels, labels, precedence)
         assert [m.name for m in got.ranked] == [m.name for m in want.ranked]
         assert got.other_rule_winner == want.other_rule_winner
+
+
+def test_max_downtime_comes_from_the_cluster_then_the_winning_policy_and_reaches_qemu() -> None:
+    cluster = hco(maxDowntimeMs=800)
+    assert effective_configuration(cluster).max_downtime_ms == 800
+    strict = policy("strict", vmi={"app": "db"}, maxDowntimeMs=50)
+    conf = effective_configuration(cluster, strict)
+    assert conf.max_downtime_ms == 50
+    assert conf.sources["maxDowntimeMs"] == "MigrationPolicy/strict"
+    assert params_for(conf).downtime_limit_ms == 50
+    assert MigrationConfiguration.from_dict(conf.as_dict()).max_downtime_ms == 50
+    unset = effective_configuration(ClusterConfig())
+    assert unset.max_downtime_ms == 300 and unset.is_default("maxDowntimeMs")
+
+
+@pytest.mark.parametrize("value", [0, 2_000_001, "300"])
+def test_max_downtime_outside_kubevirts_bounds_is_refused(value: object) -> None:
+    with pytest.raises(ValidationError):
+        policy("p", vmi={"a": "b"}, maxDowntimeMs=value)

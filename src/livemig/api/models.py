@@ -37,6 +37,9 @@ from livemig.api.fields import (
 )
 from livemig.api.limits import MAX_VCPUS
 
+#: The longest pause at switch-over, in ms (QEMU's downtime-limit), within KubeVirt's bounds.
+DowntimeMs = Annotated[int, Field(ge=1, le=2_000_000)]
+
 
 class Owned(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_by_name=False)
@@ -84,6 +87,7 @@ class MigrationSettings(Owned):
     allow_auto_converge: bool | None = Field(None, alias="allowAutoConverge")
     allow_workload_disruption: bool | None = Field(None, alias="allowWorkloadDisruption")
     network: str | None = None
+    max_downtime_ms: DowntimeMs | None = Field(None, alias="maxDowntimeMs")
 
 
 class KubeVirtMigrationSettings(MigrationSettings):
@@ -154,6 +158,9 @@ class MigrationPolicySpec(Owned):
     completion_timeout_per_gib: NonNegativeInt | None = Field(None, alias="completionTimeoutPerGiB")
     allow_post_copy: bool | None = Field(None, alias="allowPostCopy")
     allow_workload_disruption: bool | None = Field(None, alias="allowWorkloadDisruption")
+    max_downtime_ms: DowntimeMs | None = Field(None, alias="maxDowntimeMs")
+    # KubeVirt's alpha field: accepted and kept as written; lint reports it as ignored.
+    experimental: dict[str, Any] | None = None
 
 
 # --- virtual machines ------------------------------------------------------------------------

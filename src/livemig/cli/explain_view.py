@@ -76,6 +76,8 @@ def _show_value(name: str, value: object, memory: int | None) -> str:
         return f"{value} s/GiB"
     if name == "progressTimeout":
         return "0 (disabled)" if value == 0 else f"{value} s"
+    if name == "maxDowntimeMs":
+        return f"{value} ms"
     if value is None:
         return "(primary network)" if name == "network" else "—"
     return str(value).lower() if isinstance(value, bool) else str(value)
