@@ -6,17 +6,18 @@ import pytest
 
 from livemig.api.status import Phase
 from livemig.controller.decisions import (
-    EVACUATION,
-    USER,
+    UNSET,
     MigrationView,
     NodeView,
     admit,
     choose_node,
+    priority_rank,
     silent_nodes,
+    target_selector,
 )
 
 
-def m(key: str, phase: Phase, node: str, priority: int = USER, order: int = 0) -> MigrationView:
+def m(key: str, phase: Phase, node: str, priority: int = UNSET, order: int = 0) -> MigrationView:
     return MigrationView(key, phase, node, priority, created=f"2026-01-01T00:00:{order:09.6f}Z")
 
 
@@ -49,12 +50,32 @@ def test_admitted_ones_count_against_the_limits_immediately() -> None:
     assert keys(admit(ms, per_cluster=1, per_node=2)) == ["a"]
 
 
-def test_evacuations_go_before_user_requests() -> None:
+def test_admission_follows_kubevirts_priorities_then_creation_order() -> None:
+    """system-critical > user-triggered > system-maintenance (evacuations) > unset: a user's
+    request goes before a drain's, as in KubeVirt 2026."""
     ms = [
-        m("user", Phase.PENDING, "n1", order=1),
-        m("evac", Phase.PENDING, "n2", EVACUATION, order=2),
+        m("unset", Phase.PENDING, "n1", priority_rank(None), order=1),
+        m("evac", Phase.PENDING, "n2", priority_rank("system-maintenance"), order=2),
+        m("user", Phase.PENDING, "n3", priority_rank("user-triggered"), order=3),
+        m("critical", Phase.PENDING, "n4", priority_rank("system-critical"), order=4),
+        m("user-later", Phase.PENDING, "n5", priority_rank("user-triggered"), order=5),
     ]
-    assert keys(admit(ms, per_cluster=1, per_node=1)) == ["evac"]
+    assert keys(admit(ms, per_cluster=5, per_node=1)) == [
+        "critical",
+        "user",
+        "user-later",
+        "evac",
+        "unset",
+    ]
+    assert keys(admit(ms, per_cluster=1, per_node=1)) == ["critical"]
+
+
+def test_added_node_selector_narrows_and_never_overrides_the_vms_own() -> None:
+    assert target_selector({"disk": "ssd"}, {"zone": "b", "disk": "hdd"}) == {
+        "zone": "b",
+        "disk": "ssd",  # the VM's key wins
+    }
+    assert target_selector({}, None) == {}
 
 
 @pytest.mark.parametrize(

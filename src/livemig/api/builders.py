@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 MIGRATION_KIND = "VirtualMachineInstanceMigration"
+#: Older livemig marked evacuations with this annotation; still read as system-maintenance.
 PRIORITY_ANNOTATION = "livemig.io/priority"
 TEST_GUEST_IMAGE = "livemig/test-guest"
 DIRTY_RATE = "livemig.io/dirty-rate"
@@ -14,18 +15,23 @@ WORKING_SET = "livemig.io/working-set"
 
 
 def migration_request(
-    name: str, vmi: str, namespace: str = "default", evacuation: bool = False
+    name: str,
+    vmi: str,
+    namespace: str = "default",
+    evacuation: bool = False,
+    priority: str | None = None,
 ) -> dict[str, Any]:
-    """A VirtualMachineInstanceMigration asking to move ``vmi``; ``evacuation`` ones (a
-    drain's) are admitted before user requests."""
-    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
-    if evacuation:
-        metadata["annotations"] = {PRIORITY_ANNOTATION: "evacuation"}
+    """A VirtualMachineInstanceMigration asking to move ``vmi``. As KubeVirt does, a drain's
+    (``evacuation``) carries priority system-maintenance, admitted after user-triggered ones."""
+    spec: dict[str, Any] = {"vmiName": vmi}
+    chosen = "system-maintenance" if evacuation else priority
+    if chosen is not None:
+        spec["priority"] = chosen
     return {
         "apiVersion": "kubevirt.io/v1",
         "kind": MIGRATION_KIND,
-        "metadata": metadata,
-        "spec": {"vmiName": vmi},
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
     }
 
 

@@ -283,9 +283,35 @@ class VMIStatus(Carried):
     node_name: str | None = Field(None, alias="nodeName")
 
 
+class MigrationPriority(StrEnum):
+    """KubeVirt's (2026) migration priorities, highest first; evacuations carry
+    system-maintenance, below what a user asks for."""
+
+    SYSTEM_CRITICAL = "system-critical"
+    USER_TRIGGERED = "user-triggered"
+    SYSTEM_MAINTENANCE = "system-maintenance"
+
+
+class MigrationSendTo(Carried):
+    """Cross-cluster migration, source side (decentralized live migration)."""
+
+    connect_url: str | None = Field(None, alias="connectURL")
+    migration_id: str | None = Field(None, alias="migrationID")
+
+
+class MigrationReceive(Carried):
+    """Cross-cluster migration, target side."""
+
+    migration_id: str | None = Field(None, alias="migrationID")
+
+
 class MigrationSpec(Owned):
     vmi_name: ObjectName = Field(alias="vmiName")
-    added_node_selector: dict[str, str] | None = Field(None, alias="addedNodeSelector")
+    # Restricts the target nodes; never overrides the VM's own nodeSelector.
+    added_node_selector: Labels | None = Field(None, alias="addedNodeSelector")
+    priority: Annotated[MigrationPriority, Field(strict=False)] | None = None
+    send_to: MigrationSendTo | None = Field(None, alias="sendTo")
+    receive: MigrationReceive | None = None
 
 
 class NodeSpec(Carried):

@@ -413,7 +413,7 @@ def register(app: typer.Typer) -> None:
             async with connect(server, token, state) as client:
                 await client.get("VirtualMachineInstance", vmi, ns)  # a clear NotFound
                 name = f"{vmi}-migration-{secrets.token_hex(3)}"
-                await client.create(migration_request(name, vmi, ns))
+                await client.create(migration_request(name, vmi, ns, priority="user-triggered"))
                 out.print(f"VirtualMachineInstanceMigration/{ns}/{name} created")
                 if not wait:
                     return {}

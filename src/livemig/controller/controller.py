@@ -30,13 +30,13 @@ from livemig.api.status import (
 from livemig.client import ApiClient
 from livemig.clock import Clock
 from livemig.controller.decisions import (
-    EVACUATION,
-    USER,
     MigrationView,
     NodeView,
     admit,
     choose_node,
+    priority_rank,
     silent_nodes,
+    target_selector,
 )
 from livemig.errors import AlreadyExists, Conflict, LivemigError, NotFound
 from livemig.events import EventRecorder
@@ -438,7 +438,7 @@ class Controller:
                 f"{ns}/{name}",
                 phase or Phase.PENDING,
                 state.get("sourceNode"),
-                EVACUATION if annotations.get(PRIORITY_ANNOTATION) == "evacuation" else USER,
+                priority_rank(_priority(raw, annotations)),
                 raw["metadata"].get("creationTimestamp", ""),
             )
         )
@@ -453,12 +453,17 @@ class Controller:
             st = _status(o)
             if st.get("phase"):
                 return None
-            if vmi is None:
-                st["migrationState"] = {
-                    "failed": True,
-                    "failureReason": f"VirtualMachineInstance {ns}/{o['spec']['vmiName']} "
-                    "does not exist",
-                }
+            spec = o.get("spec") or {}
+            refusal = None
+            if spec.get("sendTo") is not None or spec.get("receive") is not None:
+                refusal = (
+                    "cross-cluster migration (spec.sendTo/spec.receive) is not supported by "
+                    "livemig: migrate within this cluster, without sendTo/receive"
+                )
+            elif vmi is None:
+                refusal = f"VirtualMachineInstance {ns}/{spec.get('vmiName')} does not exist"
+            if refusal is not None:
+                st["migrationState"] = {"failed": True, "failureReason": refusal}
                 return set_phase(o, Phase.FAILED, self._now())
             st["migrationState"] = {"sourceNode": node}
             return set_phase(o, Phase.PENDING, self._now())
@@ -487,7 +492,9 @@ class Controller:
         assert isinstance(vmi, VirtualMachineInstance)
         source = (vmi_raw.get("status") or {}).get("nodeName")
         memory = vmi.spec.memory_bytes() or 0
-        target, why = choose_node(nodes, memory, vmi.spec.node_selector, exclude=source)
+        added = (raw.get("spec") or {}).get("addedNodeSelector")
+        selector = target_selector(vmi.spec.node_selector, added)
+        target, why = choose_node(nodes, memory, selector, exclude=source)
         if target is None:
 
             def unschedulable(o: dict[str, Any]) -> dict[str, Any] | None:
@@ -573,6 +580,15 @@ class Controller:
             pass
         except LivemigError as exc:
             log.warning("livemig controller: cannot delete %s %s: %s", kind, name, exc)
+
+
+def _priority(raw: dict[str, Any], annotations: dict[str, Any]) -> str | None:
+    """spec.priority; a migration from an older livemig marked as an evacuation counts as
+    system-maintenance."""
+    priority = (raw.get("spec") or {}).get("priority")
+    if priority is None and annotations.get(PRIORITY_ANNOTATION) == "evacuation":
+        return "system-maintenance"
+    return str(priority) if priority is not None else None
 
 
 def _phase(raw: dict[str, Any]) -> Phase | None:

@@ -2,9 +2,11 @@
 
 SPEC §4: a migration is admitted only while fewer than parallelMigrationsPerCluster migrations
 are between Scheduling and Running and fewer than parallelOutboundMigrationsPerNode of those
-leave its VMI's node; admission is in priority order (evacuations first), then creation order.
-A target node must be Ready, not cordoned, not the source, have enough free memory and match
-the VMI's nodeSelector; the least loaded one wins.
+leave its VMI's node; admission is in KubeVirt's priority order (system-critical, then
+user-triggered, then system-maintenance — what evacuations carry — then unset), then creation
+order. A target node must be Ready, not cordoned, not the source, have enough free memory and
+match the VMI's nodeSelector plus the migration's addedNodeSelector (the VM's keys win); the
+least loaded one wins.
 """
 
 from __future__ import annotations
@@ -16,8 +18,26 @@ from dataclasses import dataclass
 from livemig.api.quantity import short_bytes
 from livemig.api.status import Phase
 
-EVACUATION = 0  # priority: lower goes first
-USER = 1
+#: Admission rank by spec.priority: lower goes first (KubeVirt 2026).
+PRIORITY_RANK: dict[str | None, int] = {
+    "system-critical": 0,
+    "user-triggered": 1,
+    "system-maintenance": 2,
+    None: 3,
+}
+UNSET = PRIORITY_RANK[None]
+
+
+def priority_rank(priority: str | None) -> int:
+    return PRIORITY_RANK.get(priority, UNSET)
+
+
+def target_selector(
+    node_selector: Mapping[str, str], added: Mapping[str, str] | None
+) -> dict[str, str]:
+    """The labels a target node must have: the migration's addedNodeSelector narrows the VM's
+    own nodeSelector and never overrides it (on a shared key the VM's value wins)."""
+    return {**(added or {}), **node_selector}
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +45,7 @@ class MigrationView:
     key: str  # namespace/name
     phase: Phase
     source_node: str | None
-    priority: int = USER
+    priority: int = UNSET
     created: str = ""  # creationTimestamp (microseconds); ties broken by key
 
 
