@@ -14,6 +14,7 @@ from livemig.agent.agent import NodeAgent
 from livemig.client import ApiClient
 from livemig.clock import Clock, RealClock
 from livemig.controller.controller import HEARTBEAT_TIMEOUT, Controller
+from livemig.policy import DefaultsProfile
 from livemig.server.run import RunningServer, ensure_token, make_state_dir, start_server
 from livemig.store.sqlite import SQLiteStore
 from livemig.tasks import cancel_and_wait
@@ -53,7 +54,9 @@ class LocalCluster:
         clock: Clock | None = None,
         node_memory: int = 4 * 2**30,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+        defaults: DefaultsProfile = DefaultsProfile.DOCUMENT,
     ) -> None:
+        self.defaults = defaults
         self.state_dir = Path(state_dir)
         self.node_names = [f"node-{i + 1}" for i in range(nodes)]
         self.port = port
@@ -93,7 +96,12 @@ class LocalCluster:
             self.start_agent(name)
 
     def start_controller(self) -> None:
-        controller = Controller(self.client(), self.clock, heartbeat_timeout=self.heartbeat_timeout)
+        controller = Controller(
+            self.client(),
+            self.clock,
+            heartbeat_timeout=self.heartbeat_timeout,
+            defaults=self.defaults,
+        )
         self.controller_task = asyncio.create_task(controller.run())
 
     async def stop_controller(self) -> None:

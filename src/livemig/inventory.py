@@ -21,6 +21,7 @@ from livemig.api.models import (
 from livemig.bulk import gc_paused
 from livemig.policy import (
     ClusterConfig,
+    DefaultsProfile,
     MigrationConfiguration,
     PolicyIndex,
     Precedence,
@@ -85,17 +86,20 @@ class Inventory:
     policies: tuple[MigrationPolicy, ...]
     namespaces: Mapping[str, Namespace]
     workloads: tuple[Workload, ...]
+    defaults: DefaultsProfile = DefaultsProfile.DOCUMENT
     _configurations: dict[str | None, MigrationConfiguration] = field(
         default_factory=dict, compare=False, repr=False
     )
 
     @classmethod
-    def from_objects(cls, objects: Iterable[Resource]) -> Inventory:
+    def from_objects(
+        cls, objects: Iterable[Resource], defaults: DefaultsProfile = DefaultsProfile.DOCUMENT
+    ) -> Inventory:
         with gc_paused():
-            return cls._from_objects(list(objects))
+            return cls._from_objects(list(objects), defaults)
 
     @classmethod
-    def _from_objects(cls, objs: list[Resource]) -> Inventory:
+    def _from_objects(cls, objs: list[Resource], defaults: DefaultsProfile) -> Inventory:
         by_kind: dict[str, list[Any]] = {}
         for o in objs:
             by_kind.setdefault(o.KIND, []).append(o)
@@ -123,11 +127,12 @@ class Inventory:
             policies=tuple(sorted(by_kind.get("MigrationPolicy", ()), key=lambda p: p.name)),
             namespaces={o.name: o for o in by_kind.get("Namespace", ())},
             workloads=tuple(workloads),
+            defaults=defaults,
         )
 
     @cached_property
     def cluster(self) -> ClusterConfig:
-        return cluster_config(self.hyperconverged, self.kubevirt)
+        return cluster_config(self.hyperconverged, self.kubevirt, self.defaults)
 
     def configuration(self, resolution: Resolution) -> MigrationConfiguration:
         """The effective configuration under the winning policy (computed once per policy)."""

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from livemig.api.loading import Skipped
-from livemig.api.models import MigrationPolicy, MigrationSettings, Resource
+from livemig.api.models import HyperConverged, MigrationPolicy, MigrationSettings, Resource
 from livemig.api.quantity import human_bytes
 from livemig.errors import Problem
 from livemig.inventory import Inventory, Workload
 from livemig.policy import (
     DEFAULT,
+    DefaultsProfile,
     Precedence,
     Resolution,
     effective_configuration,
@@ -77,6 +78,10 @@ CODES: dict[str, tuple[Severity, str]] = {
     "LM115": (Severity.INFO, "objects of kinds livemig does not use were skipped"),
     "LM116": (Severity.INFO, "VMI memory size unknown"),
     "LM117": (Severity.INFO, "a policy's experimental (alpha) settings are kept but ignored"),
+    "LM118": (
+        Severity.INFO,
+        "completionTimeoutPerGiB 150 on HyperConverged 1.20+: rewritten to 20",
+    ),
 }
 
 
@@ -163,6 +168,22 @@ def _plural(w: Workload) -> str:
 def _settings_advice(inv: Inventory) -> Iterable[Finding]:
     if (found := _cluster_settings(inv)) is not None:
         obj, prefix, s = found
+        if (
+            isinstance(obj, HyperConverged)
+            and s.completion_timeout_per_gib == 150
+            and (
+                (obj.operator_version or (0, 0)) >= (1, 20)
+                or inv.defaults is DefaultsProfile.HCO_1_20
+            )
+        ):
+            yield finding(
+                "LM118",
+                obj.ref,
+                f"{prefix}.completionTimeoutPerGiB",
+                "is exactly 150, the old default: the HyperConverged operator since release 1.20 "
+                "rewrites 150 to 20 on upgrade. If you mean 150, expect it to become 20; if you "
+                "mean the default, remove the key.",
+            )
         if s.allow_post_copy and s.allow_workload_disruption is False:
             yield _postcopy_never(obj, prefix)
         if s.completion_timeout_per_gib == 0:

@@ -247,6 +247,45 @@ DEFAULTS: dict[str, int | bool | None] = {
     "network": None,
     "maxDowntimeMs": 300,  # QEMU's own downtime-limit
 }
+
+#: What the HyperConverged operator's release 1.20 changed.
+HCO_1_20_CHANGES: dict[str, int | bool | None] = {
+    "completionTimeoutPerGiB": 20,
+    "parallelOutboundMigrationsPerNode": 1,
+}
+
+
+class DefaultsProfile(StrEnum):
+    """Whose defaults fill the settings nobody set. The document and KubeVirt agree; the
+    HyperConverged operator's release 1.20 (2026) lowered two (and rewrites an explicit 150 to
+    20 on upgrade)."""
+
+    DOCUMENT = "document"
+    KUBEVIRT = "kubevirt"
+    HCO_1_20 = "hco-1.20"
+
+    @property
+    def defaults(self) -> dict[str, int | bool | None]:
+        if self is DefaultsProfile.HCO_1_20:
+            return {
+                **DEFAULTS,
+                "completionTimeoutPerGiB": 20,
+                "parallelOutboundMigrationsPerNode": 1,
+            }
+        return dict(DEFAULTS)
+
+    def describe(self) -> str:
+        changed = {k: v for k, v in self.defaults.items() if DEFAULTS[k] != v}
+        if not changed:
+            who = "the OpenShift document's" if self is DefaultsProfile.DOCUMENT else "KubeVirt's"
+            return (
+                f"{self.value} ({who}: completionTimeoutPerGiB 150, "
+                "parallelOutboundMigrationsPerNode 2)"
+            )
+        shown = ", ".join(f"{k} {v}" for k, v in changed.items())
+        return f"{self.value} (the HyperConverged operator's since release 1.20: {shown})"
+
+
 #: Settings a MigrationPolicy may override; the rest are cluster-only.
 POLICY_SETTINGS = (
     "allowAutoConverge",
@@ -265,15 +304,18 @@ class ClusterConfig:
     settings: MigrationSettings | None = None
     source: str | None = None  # "HyperConverged/ns/name", "KubeVirt/ns/name" or None
     eviction_strategy: EvictionStrategy | None = None
+    defaults: DefaultsProfile = DefaultsProfile.DOCUMENT
 
 
 def cluster_config(
-    hyperconverged: Sequence[HyperConverged], kubevirt: Sequence[KubeVirt]
+    hyperconverged: Sequence[HyperConverged],
+    kubevirt: Sequence[KubeVirt],
+    defaults: DefaultsProfile = DefaultsProfile.DOCUMENT,
 ) -> ClusterConfig:
     """HyperConverged wins (its operator overwrites the KubeVirt object), else KubeVirt."""
     if hyperconverged:
         hco = hyperconverged[0]
-        return ClusterConfig(hco.migration_settings, hco.ref, hco.eviction_strategy)
+        return ClusterConfig(hco.migration_settings, hco.ref, hco.eviction_strategy, defaults)
     if kubevirt:
         kv = kubevirt[0]
         conf = kv.spec.configuration
@@ -281,8 +323,9 @@ def cluster_config(
             conf.migrations if conf else None,
             kv.ref,
             conf.eviction_strategy if conf else None,
+            defaults,
         )
-    return ClusterConfig()
+    return ClusterConfig(defaults=defaults)
 
 
 def _set_fields(
@@ -359,10 +402,11 @@ class MigrationConfiguration:
 def effective_configuration(
     cluster: ClusterConfig, policy: MigrationPolicy | None = None
 ) -> MigrationConfiguration:
-    """Defaults, then the cluster object's settings, then every field the policy sets."""
+    """Defaults (of the cluster's profile), then the cluster object's settings, then every
+    field the policy sets."""
     values: dict[str, object] = {}
     sources: dict[str, str] = {}
-    for name, default in DEFAULTS.items():
+    for name, default in cluster.defaults.defaults.items():
         values[name], sources[name] = default, DEFAULT
     for name, value in _set_fields(cluster.settings, list(DEFAULTS)).items():
         assert cluster.source is not None

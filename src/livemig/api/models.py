@@ -380,6 +380,21 @@ class HyperConverged(Resource):
         return self.api_version == "hco.kubevirt.io/v1"
 
     @property
+    def operator_version(self) -> tuple[int, int] | None:
+        """(major, minor) of the operator that last reconciled it (``status.versions``), as a
+        dump shows it; None if the dump does not say."""
+        status = (self.model_extra or {}).get("status")
+        versions = status.get("versions") if isinstance(status, dict) else None
+        for entry in versions if isinstance(versions, list) else []:
+            if isinstance(entry, dict) and entry.get("name") == "operator":
+                parts = str(entry.get("version", "")).lstrip("v").split(".")
+                try:
+                    return int(parts[0]), int(parts[1])
+                except (IndexError, ValueError):
+                    return None
+        return None
+
+    @property
     def settings_path(self) -> str:
         """Where this version keeps the live-migration settings."""
         return (

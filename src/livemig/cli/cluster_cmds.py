@@ -29,6 +29,7 @@ from livemig.client import ApiClient
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster, default_state_dir, find_cluster
 from livemig.errors import AlreadyExists, LivemigError, LoadError, NotFound, QuantityError
+from livemig.policy import DefaultsProfile
 from livemig.tasks import cancel_and_wait
 
 T = TypeVar("T")
@@ -62,6 +63,17 @@ TokenOption = Annotated[
     ),
 ]
 NamespaceOption = Annotated[str | None, typer.Option("-n", "--namespace", metavar="NS")]
+DefaultsOption = Annotated[
+    DefaultsProfile,
+    typer.Option(
+        "--defaults",
+        help="Whose defaults fill unset settings: 'document' (the OpenShift document) or "
+        "'kubevirt' (both: completionTimeoutPerGiB 150, parallelOutboundMigrationsPerNode 2), "
+        "or 'hco-1.20' (the HyperConverged operator since release 1.20: 20 and 1). Pick the "
+        "release your cluster runs to see what it would do.",
+        case_sensitive=False,
+    ),
+]
 
 
 def run_async(coro: Awaitable[T]) -> T:
@@ -148,6 +160,7 @@ def register(app: typer.Typer) -> None:
         state: StateOption = None,
         port: Annotated[int, typer.Option(help="API port on 127.0.0.1 (0: any free).")] = 0,
         node_memory: Annotated[str, typer.Option(help="Memory each node offers.")] = "4Gi",
+        defaults: DefaultsOption = DefaultsProfile.DOCUMENT,
     ) -> None:
         """Run a whole cluster in this process: API server, controller and N node agents.
 
@@ -159,10 +172,17 @@ def register(app: typer.Typer) -> None:
 
         async def main(stop: asyncio.Event) -> None:
             cluster = LocalCluster(
-                folder, nodes, port, node_memory=memory_option(node_memory, "--node-memory")
+                folder,
+                nodes,
+                port,
+                node_memory=memory_option(node_memory, "--node-memory"),
+                defaults=defaults,
             )
             await cluster.start()
-            out.print(f"livemig up: {cluster.url} ({nodes} nodes), state in {folder}")
+            out.print(
+                f"livemig up: {cluster.url} ({nodes} nodes), state in {folder}; "
+                f"defaults: {defaults.describe()}"
+            )
             out.print(
                 "Try: livemig apply -f VM.yaml; livemig get vmis; livemig migrate VMI "
                 "--wait. Ctrl-C stops the cluster."
@@ -183,6 +203,7 @@ def register(app: typer.Typer) -> None:
         no_controller: Annotated[
             bool, typer.Option("--no-controller", help="Do not run the migration controller here.")
         ] = False,
+        defaults: DefaultsOption = DefaultsProfile.DOCUMENT,
     ) -> None:
         """Run the API server (and the controller) over a SQLite store in the state folder."""
         from livemig.controller.controller import Controller
@@ -201,7 +222,8 @@ def register(app: typer.Typer) -> None:
             tasks = []
             client = ApiClient(running.url, token)
             if not no_controller:
-                tasks.append(asyncio.create_task(Controller(client, RealClock()).run()))
+                controller = Controller(client, RealClock(), defaults=defaults)
+                tasks.append(asyncio.create_task(controller.run()))
             try:
                 await stop.wait()
             finally:
@@ -215,14 +237,17 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def controller(
-        server: ServerOption = None, token: TokenOption = None, state: StateOption = None
+        server: ServerOption = None,
+        token: TokenOption = None,
+        state: StateOption = None,
+        defaults: DefaultsOption = DefaultsProfile.DOCUMENT,
     ) -> None:
         """Run the migration controller against an API server."""
         from livemig.controller.controller import Controller
 
         async def main(stop: asyncio.Event) -> None:
             async with connect(server, token, state) as client:
-                task = asyncio.create_task(Controller(client, RealClock()).run())
+                task = asyncio.create_task(Controller(client, RealClock(), defaults=defaults).run())
                 await stop.wait()
                 await cancel_and_wait(task)
 

@@ -37,7 +37,11 @@ def _candidate(m: PolicyMatch) -> dict[str, Any]:
 
 
 def explanation(
-    w: Workload, res: Resolution, conf: MigrationConfiguration, notes: list[str]
+    w: Workload,
+    res: Resolution,
+    conf: MigrationConfiguration,
+    notes: list[str],
+    defaults: str = "document",
 ) -> dict[str, Any]:
     """One JSON/YAML item of `explain -o json`."""
     winner = res.winner
@@ -49,6 +53,7 @@ def explanation(
         "score": winner.score if winner else 0,
         "reason": res.reason,
         "precedence": res.precedence.value,
+        "defaults": defaults,
         "runnerUp": res.runner_up.name if res.runner_up else None,
         "otherRulePolicy": res.other_rule_winner,
         "candidates": [_candidate(m) for m in res.ranked],

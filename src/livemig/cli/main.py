@@ -14,11 +14,12 @@ from rich.table import Table
 from rich.text import Text
 
 from livemig.api.loading import LoadResult, load_paths
+from livemig.cli.cluster_cmds import DefaultsOption
 from livemig.cli.explain_view import explanation, render_explanation, summary_table
 from livemig.errors import LoadError
 from livemig.inventory import Inventory
 from livemig.lint import CODES, Finding, Severity, from_problem, lint
-from livemig.policy import Precedence
+from livemig.policy import DefaultsProfile, Precedence
 
 app = typer.Typer(
     help="livemig: live migration for QEMU/KVM VMs, configured the KubeVirt way.\n\n"
@@ -125,6 +126,7 @@ def explain(
         str | None, typer.Option("-n", "--namespace", metavar="NS", help="Only this namespace.")
     ] = None,
     precedence: PrecedenceOption = Precedence.DOCUMENTED,
+    defaults: DefaultsOption = DefaultsProfile.DOCUMENT,
     output: Annotated[
         ExplainFormat,
         typer.Option(
@@ -142,7 +144,7 @@ def explain(
     Example: livemig explain -f dump.yaml db-0 -n prod --policy-precedence kubevirt
     """
     loaded = _load(files)
-    inv = Inventory.from_objects(o.obj for o in loaded.objects)
+    inv = Inventory.from_objects((o.obj for o in loaded.objects), defaults)
     chosen = inv.select(names or (), namespace)
     if names:
         missing = sorted(set(names) - {w.name for w in chosen})
@@ -153,13 +155,19 @@ def explain(
     cluster = inv.cluster
     rows = [(w, res, inv.configuration(res)) for w, res in inv.resolve_all(chosen, precedence)]
     if output in (ExplainFormat.json, ExplainFormat.yaml):
-        _dump([explanation(w, r, c, inv.notes(w)) for w, r, c in rows], output.value)
+        _dump(
+            [explanation(w, r, c, inv.notes(w), defaults.value) for w, r, c in rows],
+            output.value,
+        )
         return
     if not rows:
         err.print("no VMI or VM in the input")
         return
-    src = cluster.source or "no HyperConverged or KubeVirt object: KubeVirt defaults"
-    show(f"cluster settings: {src}; precedence: {precedence.describe()}\n")
+    src = cluster.source or "no HyperConverged or KubeVirt object: defaults only"
+    show(
+        f"cluster settings: {src}; defaults: {defaults.describe()}; "
+        f"precedence: {precedence.describe()}\n"
+    )
     if output is ExplainFormat.summary:
         show(summary_table(rows))
         if any(r.rules_disagree for _, r, _ in rows):
@@ -173,6 +181,7 @@ def explain(
 def lint_command(
     files: FilesOption,
     precedence: PrecedenceOption = Precedence.DOCUMENTED,
+    defaults: DefaultsOption = DefaultsProfile.DOCUMENT,
     output: Annotated[
         LintFormat, typer.Option("-o", "--output", help="table or json (a list of findings).")
     ] = LintFormat.table,
@@ -187,7 +196,7 @@ def lint_command(
     except LoadError as exc:
         findings = [from_problem(p) for p in exc.problems]
     else:
-        inv = Inventory.from_objects(o.obj for o in loaded.objects)
+        inv = Inventory.from_objects((o.obj for o in loaded.objects), defaults)
         findings = lint(inv, loaded.skipped, precedence)
     _print_findings(findings, output)
     if any(f.severity is Severity.ERROR for f in findings):

@@ -43,7 +43,7 @@ from livemig.events import EventRecorder
 from livemig.informer import LIFECYCLE, Informer, key_of, reconcile_forever
 from livemig.inventory import Inventory
 from livemig.perobject import PerObject
-from livemig.policy import Precedence, effective_configuration
+from livemig.policy import DefaultsProfile, Precedence, effective_configuration
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,11 @@ class Controller:
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
         precedence: Precedence = Precedence.DOCUMENTED,
         backoff: tuple[float, float] = (1.0, 300.0),
+        defaults: DefaultsProfile = DefaultsProfile.DOCUMENT,
     ) -> None:
         self.client = client
         self.clock = clock
+        self.defaults = defaults  # whose defaults fill unset settings (livemig up --defaults)
         self.heartbeat_timeout = heartbeat_timeout
         self.precedence = precedence
         self.informer = Informer(client, WATCHED, clock)
@@ -475,7 +477,7 @@ class Controller:
         an object that does not validate is left out (and says so on itself)."""
         kinds = ("HyperConverged", "KubeVirt", "MigrationPolicy", "Namespace")
         valid = [await self._valid(k, o) for k in kinds for o in objs[k]]
-        return Inventory.from_objects([*(v for v in valid if v is not None), *more])
+        return Inventory.from_objects([*(v for v in valid if v is not None), *more], self.defaults)
 
     async def _schedule(
         self,
