@@ -160,7 +160,8 @@ class Inventory:
                 "namespaceSelector cannot match; add it (oc get ns -o yaml)"
             )
         if w.memory_bytes is None:
-            notes.append("no memory size given: the completion timeout cannot be computed")
+            why = w.memory_note or "no memory size given"
+            notes.append(f"{why}: the completion timeout cannot be computed")
         return notes
 
     def select(self, names: Sequence[str] = (), namespace: str | None = None) -> list[Workload]:

@@ -61,3 +61,43 @@ def test_added_node_selector_and_cross_cluster_fields(tmp_path: Path) -> None:
         "cross-cluster migration (spec.sendTo/spec.receive) is not supported"
         in (refused["migrationState"]["failureReason"])
     )
+
+
+async def instancetype_scenario(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    async with local_cluster(folder, nodes=1) as (_cluster, client):
+        typed = vm("typed")
+        typed["spec"]["instancetype"] = {"name": "u1.small"}  # the cluster-scoped kind
+        del typed["spec"]["template"]["spec"]["domain"]["memory"]
+        await client.create(typed)
+
+        async def waiting() -> dict[str, Any] | None:
+            got = await client.get("vms", "typed", "default")
+            conds = {c["type"]: c for c in (got.get("status") or {}).get("conditions", [])}
+            return conds.get("Synchronized")
+
+        missing = await wait_until("the missing instancetype is reported", waiting, 30)
+        await client.create(
+            {
+                "apiVersion": "instancetype.kubevirt.io/v1beta1",
+                "kind": "VirtualMachineClusterInstancetype",
+                "metadata": {"name": "u1.small"},
+                "spec": {"cpu": {"guest": 1}, "memory": {"guest": "192Mi"}},
+            }
+        )
+
+        async def running() -> dict[str, Any] | None:
+            try:
+                got = await client.get("vmis", "typed", "default")
+            except Exception:
+                return None
+            return got if (got.get("status") or {}).get("phase") == "Running" else None
+
+        started = await wait_until("the VM starts with its instancetype", running, 60)
+        return missing, started
+
+
+def test_a_vm_gets_its_memory_from_its_instancetype_when_it_starts(tmp_path: Path) -> None:
+    missing, started = asyncio.run(instancetype_scenario(tmp_path))
+    assert missing["reason"] == "FailedCreate"
+    assert "VirtualMachineClusterInstancetype/u1.small does not exist" in missing["message"]
+    assert started["spec"]["domain"]["memory"]["guest"] == "192Mi"

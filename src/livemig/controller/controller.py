@@ -8,6 +8,7 @@ event and is retried with backoff, and the pass goes on with the others."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from livemig.controller.decisions import (
     silent_nodes,
     target_selector,
 )
-from livemig.errors import AlreadyExists, Conflict, LivemigError, NotFound
+from livemig.errors import AlreadyExists, Conflict, InvalidInput, LivemigError, NotFound
 from livemig.events import EventRecorder
 from livemig.informer import LIFECYCLE, Informer, key_of, reconcile_forever
 from livemig.inventory import Inventory
@@ -58,6 +59,8 @@ WATCHED = (
     "KubeVirt",
     "MigrationPolicy",
     "Namespace",
+    "VirtualMachineInstancetype",
+    "VirtualMachineClusterInstancetype",
 )
 #: Seconds a node may go unheard (while others report) before it is NotReady: Kubernetes'
 #: node-monitor-grace-period, long enough for the disk stalls seen on busy virtual machines.
@@ -166,6 +169,7 @@ class Controller:
         labels = dict((template.get("metadata") or {}).get("labels") or {})
         annotations = dict((template.get("metadata") or {}).get("annotations") or {})
         if want and existing is None:
+            vmi_spec = self._with_instancetype(vm, template.get("spec") or {})
             await self._create_ignoring_exists(
                 {
                     "apiVersion": "kubevirt.io/v1",
@@ -185,7 +189,7 @@ class Controller:
                             }
                         ],
                     },
-                    "spec": template.get("spec") or {},
+                    "spec": vmi_spec,
                 }
             )
         elif want and existing is not None:
@@ -200,6 +204,27 @@ class Controller:
                 await self._modify(VMI, vm.name, vm.namespace, relabel, status=False)
         elif stop and existing is not None:
             await self._delete_ignoring_missing(VMI, vm.name, vm.namespace)
+
+    def _with_instancetype(self, vm: VirtualMachine, spec: dict[str, Any]) -> dict[str, Any]:
+        """The VMI spec with its instancetype's memory expanded in, as KubeVirt does when it
+        starts a VM that names one; LivemigError (the VM's FailedCreate) if it is missing."""
+        matcher = vm.spec.instancetype
+        if matcher is None or vm.spec.template.spec.memory_bytes() is not None:
+            return spec
+        cluster_scoped = matcher.kind == "VirtualMachineClusterInstancetype"
+        found = self.informer.get(
+            matcher.kind, matcher.name, None if cluster_scoped else vm.namespace
+        )
+        if found is None:
+            where = "" if cluster_scoped else f" in namespace {vm.namespace}"
+            raise InvalidInput(
+                f"instancetype {matcher.kind}/{matcher.name}{where} does not exist: create it, "
+                "or give the VM spec.template.spec.domain.memory.guest"
+            )
+        memory = ((found.get("spec") or {}).get("memory") or {}).get("guest")
+        out = copy.deepcopy(spec)
+        out.setdefault("domain", {}).setdefault("memory", {})["guest"] = memory
+        return out
 
     async def _collect_orphans(self, vms: list[dict[str, Any]], vmis: list[dict[str, Any]]) -> None:
         """Delete VMIs whose owning VirtualMachine is gone (ownerReferences, as Kubernetes'
