@@ -66,14 +66,11 @@ def _vm_workload(
     matcher = vm.spec.instancetype
     if matcher is None or spec.memory_bytes() is not None:
         return Workload(namespace, vm.name, vm.spec.template.metadata.labels, spec, vm)
-    cluster_scoped = matcher.kind == "VirtualMachineClusterInstancetype"
-    key = (matcher.kind, "" if cluster_scoped else namespace, matcher.name)
-    found = instancetypes.get(key)
+    found = instancetypes.get((matcher.kind, matcher.namespace_for(namespace), matcher.name))
     memory = found.spec.memory.guest.to_bytes() if found and found.spec.memory else None
     note = None
     if found is None:
-        where = "" if cluster_scoped else f" in namespace {namespace}"
-        note = f"its instancetype {matcher.kind}/{matcher.name}{where} is not in the input"
+        note = f"its instancetype {matcher.describe(namespace)} is not in the input"
     return Workload(namespace, vm.name, vm.spec.template.metadata.labels, spec, vm, memory, note)
 
 

@@ -263,6 +263,18 @@ class InstancetypeMatcher(Carried):
     # KubeVirt's default when kind is left out.
     kind: str = "VirtualMachineClusterInstancetype"
 
+    @property
+    def cluster_scoped(self) -> bool:
+        return self.kind == "VirtualMachineClusterInstancetype"
+
+    def namespace_for(self, vm_namespace: str) -> str:
+        """Where the instancetype is looked up: "" for a cluster one, else the VM's namespace."""
+        return "" if self.cluster_scoped else vm_namespace
+
+    def describe(self, vm_namespace: str) -> str:
+        where = "" if self.cluster_scoped else f" in namespace {vm_namespace}"
+        return f"{self.kind}/{self.name}{where}"
+
 
 class VMSpec(Carried):
     running: bool | None = None

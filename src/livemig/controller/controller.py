@@ -211,15 +211,14 @@ class Controller:
         matcher = vm.spec.instancetype
         if matcher is None or vm.spec.template.spec.memory_bytes() is not None:
             return spec
-        cluster_scoped = matcher.kind == "VirtualMachineClusterInstancetype"
+        namespace = vm.namespace or "default"
         found = self.informer.get(
-            matcher.kind, matcher.name, None if cluster_scoped else vm.namespace
+            matcher.kind, matcher.name, matcher.namespace_for(namespace) or None
         )
         if found is None:
-            where = "" if cluster_scoped else f" in namespace {vm.namespace}"
             raise InvalidInput(
-                f"instancetype {matcher.kind}/{matcher.name}{where} does not exist: create it, "
-                "or give the VM spec.template.spec.domain.memory.guest"
+                f"instancetype {matcher.describe(namespace)} does not exist: create it, or give "
+                "the VM spec.template.spec.domain.memory.guest"
             )
         memory = ((found.get("spec") or {}).get("memory") or {}).get("guest")
         out = copy.deepcopy(spec)
