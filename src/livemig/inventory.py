@@ -70,7 +70,10 @@ def _vm_workload(
     memory = found.spec.memory.guest.to_bytes() if found and found.spec.memory else None
     note = None
     if found is None:
-        note = f"its instancetype {matcher.describe(namespace)} is not in the input"
+        note = (
+            f"its instancetype {matcher.describe(namespace)} is not in the input "
+            f"(add it: oc get {matcher.kind.lower()}s -o yaml)"
+        )
     return Workload(namespace, vm.name, vm.spec.template.metadata.labels, spec, vm, memory, note)
 
 

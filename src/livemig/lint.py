@@ -159,12 +159,6 @@ def _cluster_settings(inv: Inventory) -> tuple[Resource, str, MigrationSettings]
     return None
 
 
-def _plural(w: Workload) -> str:
-    matcher = getattr(getattr(w.source, "spec", None), "instancetype", None)
-    kind = matcher.kind if matcher is not None else "VirtualMachineClusterInstancetype"
-    return kind.lower() + "s"
-
-
 def _settings_advice(inv: Inventory) -> Iterable[Finding]:
     if (found := _cluster_settings(inv)) is not None:
         obj, prefix, s = found
@@ -395,11 +389,7 @@ def _input_advice(
             f"{len(workloads)} VMI(s) ({_names(workloads)}). Add it: oc get ns {ns} -o yaml.",
         )
     if unknown_memory:
-        notes = "".join(
-            f" {w.ref}: {w.memory_note} (add it: oc get {_plural(w)} -o yaml)."
-            for w in unknown_memory
-            if w.memory_note
-        )
+        notes = "".join(f" {w.ref}: {w.memory_note}." for w in unknown_memory if w.memory_note)
         yield finding(
             "LM116",
             unknown_memory[0].ref,

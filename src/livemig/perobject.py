@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from livemig.api.models import EventType
-from livemig.api.status import condition
+from livemig.api.status import condition_changed
 from livemig.clock import Clock
 from livemig.errors import LivemigError, NotFound
 from livemig.events import EventRecorder
@@ -39,8 +39,7 @@ class Failure:
     attempts: int
     next_try: float
     fingerprint: str
-    reason: str
-    message: str
+    reason: str  # the step that failed: its condition is cleared on success
 
 
 def fingerprint(obj: dict[str, Any]) -> str:
@@ -89,9 +88,6 @@ class PerObject:
     def component(self) -> str:
         return self.events.component
 
-    def failing(self, kind: str, obj: dict[str, Any]) -> Failure | None:
-        return self.failures.get(_key(kind, obj))
-
     async def run(
         self, kind: str, obj: dict[str, Any], reason: str, work: Callable[[], Awaitable[Any]]
     ) -> bool:
@@ -118,7 +114,7 @@ class PerObject:
             else:
                 log.warning("%s: %s %s/%s: %s", self.component, kind, key[1], key[2], message)
             next_try = self.clock.now() + delay
-            self.failures[key] = Failure(attempts, next_try, fingerprint(obj), reason, message)
+            self.failures[key] = Failure(attempts, next_try, fingerprint(obj), reason)
             await self.report(kind, obj, reason, f"{message} (retrying in {delay:.0f} s)")
             await self.events.record(obj, EventType.WARNING, reason, message)
             return False
@@ -136,9 +132,7 @@ class PerObject:
 
         def mark(o: dict[str, Any]) -> dict[str, Any] | None:
             st = o.setdefault("status", {})
-            before = [dict(c) for c in st.get("conditions", [])]
-            condition(st, SYNCHRONIZED, "False", reason, message)
-            return o if st["conditions"] != before else None
+            return o if condition_changed(st, SYNCHRONIZED, "False", reason, message) else None
 
         await self._write(kind, obj, mark)
 

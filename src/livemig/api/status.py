@@ -53,6 +53,16 @@ def condition(
     return status
 
 
+def condition_changed(
+    status: dict[str, Any], kind: str, value: str, reason: str, message: str
+) -> bool:
+    """Set one condition like :func:`condition`; True if that changed anything (so a write, and
+    an event, is news)."""
+    before = [dict(c) for c in status.get("conditions", [])]
+    condition(status, kind, value, reason, message)
+    return bool(status["conditions"] != before)
+
+
 def set_phase(obj: dict[str, Any], phase: Phase, when: datetime) -> dict[str, Any]:
     """Move a migration to ``phase`` and record when (phaseTransitionTimestamps)."""
     status = obj.setdefault("status", {})

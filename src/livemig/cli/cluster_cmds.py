@@ -348,7 +348,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def get(
-        kind: Annotated[str, typer.Argument(help="vms, vmis, migrations, policies, nodes, …")],
+        kind: Annotated[
+            str, typer.Argument(help="vms, vmis, migrations, policies, nodes, events, …")
+        ],
         name: Annotated[str | None, typer.Argument(help="One object.")] = None,
         namespace: NamespaceOption = None,
         output: Annotated[

@@ -23,6 +23,7 @@ from livemig.api.models import EventType, Resource, VirtualMachine, VirtualMachi
 from livemig.api.status import (
     Phase,
     condition,
+    condition_changed,
     last_heartbeat,
     node_ready,
     set_phase,
@@ -135,7 +136,7 @@ class Controller:
         await self.each.run(kind, raw, "InvalidObject", check)
         return found[0] if found else None
 
-    async def _condition_changed(
+    async def _status_written(
         self, kind: str, raw: dict[str, Any], change: Callable[[dict[str, Any]], Any]
     ) -> bool:
         """Write a status change; True if it changed anything (so an event is news)."""
@@ -267,15 +268,14 @@ class Controller:
             if st.get("nodeName"):
                 return None
             if best is None:
-                before = [dict(c) for c in st.get("conditions", [])]
-                condition(st, "Scheduled", "False", "Unschedulable", why)
-                return o if st["conditions"] != before else None
+                changed = condition_changed(st, "Scheduled", "False", "Unschedulable", why)
+                return o if changed else None
             st["nodeName"] = best.name
             st["phase"] = "Scheduled"
             condition(st, "Scheduled", "True", "Scheduled", why)
             return o
 
-        changed = await self._condition_changed(VMI, raw, place)
+        changed = await self._status_written(VMI, raw, place)
         if best is not None:  # account for it before placing the next one
             _reserve(nodes, best.name, memory)
         elif changed:
@@ -336,7 +336,7 @@ class Controller:
                 "API server or store, not dead nodes: failing nothing",
                 now - max(heard.values()),
             )
-        return {n: max(heard.values()) - heard[n] for n in silent}
+        return silent
 
     async def _one_node(
         self,
@@ -524,12 +524,10 @@ class Controller:
         if target is None:
 
             def unschedulable(o: dict[str, Any]) -> dict[str, Any] | None:
-                st = _status(o)
-                before = [dict(c) for c in st.get("conditions", [])]
-                condition(st, "Scheduled", "False", "Unschedulable", why)
-                return o if st["conditions"] != before else None
+                changed = condition_changed(_status(o), "Scheduled", "False", "Unschedulable", why)
+                return o if changed else None
 
-            if await self._condition_changed(VMIM, raw, unschedulable):
+            if await self._status_written(VMIM, raw, unschedulable):
                 await self.events.record(raw, EventType.WARNING, "Unschedulable", why)
             return
         # The policy is resolved when the migration starts, and recorded (SPEC §3).

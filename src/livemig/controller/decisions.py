@@ -130,9 +130,10 @@ def _label_mismatches(labels: Mapping[str, str], selector: Mapping[str, str]) ->
     return out
 
 
-def silent_nodes(last_heard: Mapping[str, float], now: float, timeout: float) -> frozenset[str]:
-    """The Ready nodes not heard from for more than ``timeout`` seconds, where ``last_heard``
-    says when the controller saw each one's heartbeat change (its own clock, not the agents').
+def silent_nodes(last_heard: Mapping[str, float], now: float, timeout: float) -> dict[str, float]:
+    """The Ready nodes not heard from for more than ``timeout`` seconds, and for how long,
+    where ``last_heard`` says when the controller saw each one's heartbeat change (its own
+    clock, not the agents').
 
     With several nodes, silence is measured against the latest heartbeat of any of them, not
     against now: when the control plane itself stalls (a disk that takes 30 s to fsync, a
@@ -140,6 +141,6 @@ def silent_nodes(last_heard: Mapping[str, float], now: float, timeout: float) ->
     migration would turn a stall into an outage. Kubernetes' node lifecycle controller holds
     back the same way ("full disruption"). A lone node is judged against now."""
     if not last_heard:
-        return frozenset()
+        return {}
     reference = max(last_heard.values()) if len(last_heard) > 1 else now
-    return frozenset(n for n, t in last_heard.items() if reference - t > timeout)
+    return {n: reference - t for n, t in last_heard.items() if reference - t > timeout}
