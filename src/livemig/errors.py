@@ -14,7 +14,8 @@
      │    └── Gone                     a watch asked for history that was compacted: re-list
      ├── HypervisorError              a hypervisor refused or failed (carries the QMP command)
      └── MigrationError               a migration request cannot be honoured
-          └── CancelRefused           cancelling is impossible now (post-copy)
+          ├── CancelRefused           cancelling is impossible now (post-copy)
+          └── IllegalTransition       that lifecycle step does not apply in the current phase
 
 Errors carry their evidence (file, line, object, field) in ``Problem`` records so the CLI can
 print them one per line and tools can read them as JSON.
@@ -89,6 +90,11 @@ class MigrationError(LivemigError):
 
 class CancelRefused(MigrationError):
     """The migration is in post-copy: the only complete guest is split across two hosts."""
+
+
+class IllegalTransition(MigrationError):
+    """A lifecycle step that does not apply in the migration's current phase (someone else
+    moved it on first: a level-triggered writer then has nothing to write)."""
 
 
 class StoreError(LivemigError):

@@ -11,18 +11,27 @@ very same code against a model in virtual time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from livemig.api.lifecycle import USER_CANCEL
 from livemig.clock import Clock
 from livemig.convergence import Action, MonitorState, decide
 from livemig.errors import CancelRefused, HypervisorError
 from livemig.hypervisor import VM, MigrationMode, MigrationParams, TransferStats, TransferStatus
 from livemig.policy import MigrationConfiguration
 
-USER_CANCEL = "cancelled by user"
+__all__ = ["USER_CANCEL", "MigrationResult", "MigrationRunner", "Outcome", "params_for"]
+
 TARGET_SETTLE_TIMEOUT = 10.0
+#: Seconds a post-copy migration may stay paused by a broken link before it is given up.
+POSTCOPY_GIVE_UP = 60.0
+POSTCOPY_LOST = "post-copy interrupted: target lost"
+#: Called before the hypervisor is told to switch mode: True to go on, False for "do not" (the
+#: migration was cancelled meanwhile: the runner cancels instead), None for "cannot say now"
+#: (the record could not be written: the runner decides again on the next sample).
+SwitchHook = Callable[[MigrationMode], Awaitable[bool | None]]
 
 
 class Outcome(StrEnum):
@@ -51,6 +60,8 @@ class MigrationResult:
     downtime_ms: int | None
     history: tuple[TransferStats, ...]
     actions: tuple[ActionTaken, ...]
+    #: The guest is lost: its state was split (post-copy) or its source QEMU died.
+    guest_lost: bool = False
 
     @property
     def succeeded(self) -> bool:
@@ -80,6 +91,8 @@ class MigrationRunner:
         target: VM | None = None,
         sample_interval: float = 0.25,
         on_sample: Callable[[TransferStats, MonitorState], None] | None = None,
+        on_switch: SwitchHook | None = None,
+        postcopy_give_up: float = POSTCOPY_GIVE_UP,
     ) -> None:
         self.source = source
         self.target_uri = target_uri
@@ -88,8 +101,10 @@ class MigrationRunner:
         self.target = target
         self.sample_interval = sample_interval
         self.on_sample = on_sample
+        self.on_switch = on_switch
+        self.postcopy_give_up = postcopy_give_up
         self.state = MonitorState.start(config, data_bytes)
-        self._cancel_requested = False
+        self._cancel_requested: str | None = None
         self._wake = asyncio.Event()
         self._paused_by_us = False
         self._cancel_reason: str | None = None
@@ -99,14 +114,15 @@ class MigrationRunner:
     def in_post_copy(self) -> bool:
         return self.state.mode is MigrationMode.POST_COPY
 
-    def cancel(self) -> None:
-        """Ask for the migration to be aborted; the VM keeps running on the source."""
+    def cancel(self, reason: str | None = None) -> None:
+        """Ask for the migration to be aborted (``reason`` is recorded; by default a user's
+        cancel); the VM keeps running on the source."""
         if self.in_post_copy:
             raise CancelRefused(
                 f"{self.source.name}: the migration is in post-copy and cannot be cancelled "
                 "(the guest's memory is split between source and target); wait for it to end"
             )
-        self._cancel_requested = True
+        self._cancel_requested = reason or USER_CANCEL
         self._wake.set()
 
     async def _target_takes_over(self, paused_by_us: bool) -> None:
@@ -146,42 +162,96 @@ class MigrationRunner:
                 wait = min(wait, due - elapsed + 0.001)
         return wait
 
-    async def run(self) -> MigrationResult:
+    async def run(self, adopt: MigrationMode | None = None) -> MigrationResult:
+        """Start the migration and see it to its end; with ``adopt``, take over one QEMU is
+        already running (an agent restarted) in that mode."""
         history: list[TransferStats] = []
         actions: list[ActionTaken] = []
         self._start = self.clock.now()
-        try:
-            await self.source.start_migration(self.target_uri, params_for(self.config))
-        except HypervisorError as exc:
-            return self._result(Outcome.FAILED, str(exc), None, history, actions)
+        if adopt is not None:
+            self.state = replace(self.state, mode=adopt)
+            self._paused_by_us = adopt is MigrationMode.PAUSED
+        else:
+            try:
+                await self.source.start_migration(self.target_uri, params_for(self.config))
+            except HypervisorError as exc:
+                if not self.source.alive():
+                    return self._source_died(history, actions)
+                return self._result(Outcome.FAILED, str(exc), None, history, actions)
+        paused_since: float | None = None
         while True:
-            sample = await self.source.stats()
+            try:
+                sample = await self.source.stats()
+            except HypervisorError:
+                if not self.source.alive():
+                    return self._source_died(history, actions)
+                raise
             history.append(sample)
             if sample.status.finished:
                 break
+            if sample.status is TransferStatus.POSTCOPY_PAUSED:
+                paused_since = self.clock.now() if paused_since is None else paused_since
+                if self.clock.now() - paused_since >= self.postcopy_give_up:
+                    return self._result(
+                        Outcome.FAILED, POSTCOPY_LOST, None, history, actions, guest_lost=True
+                    )
+            else:
+                paused_since = None
             if self.on_sample:
                 self.on_sample(sample, self.state)
             if (taken := await self._act(sample)) is not None:
                 actions.append(taken)
-            await self._until_something_happens(self._next_due(sample.elapsed))
+            wait = self._next_due(sample.elapsed)
+            if paused_since is not None:
+                wait = min(wait, paused_since + self.postcopy_give_up - self.clock.now() + 0.001)
+            await self._until_something_happens(wait)
         if sample.status is TransferStatus.COMPLETED:
             if self.target is not None:
                 await self._target_takes_over(self._paused_by_us)
             return self._result(Outcome.SUCCEEDED, None, sample.downtime_ms, history, actions)
+        if self.state.mode is MigrationMode.POST_COPY:
+            return self._result(
+                Outcome.FAILED, POSTCOPY_LOST, None, history, actions, guest_lost=True
+            )
         if self._paused_by_us:
             await self.source.resume()  # the VM goes on running on the source, untouched
-        reason = self._cancel_reason or sample.error or f"migration {sample.status.value}"
+        reason = self._cancel_reason or _in_words(sample)
         return self._result(Outcome.FAILED, reason, sample.downtime_ms, history, actions)
+
+    def _source_died(
+        self, history: list[TransferStats], actions: list[ActionTaken]
+    ) -> MigrationResult:
+        where = "post-copy interrupted: " if self.state.mode is MigrationMode.POST_COPY else ""
+        return self._result(
+            Outcome.FAILED,
+            f"{where}the source QEMU of {self.source.name} exited during the migration",
+            None,
+            history,
+            actions,
+            guest_lost=True,
+        )
 
     async def _act(self, sample: TransferStats) -> ActionTaken | None:
         """Apply a user cancel or the monitor's decision for this sample."""
         if self._cancel_reason is not None or sample.status is TransferStatus.CANCELLING:
             return None  # already on the way out
         if self._cancel_requested and not sample.status.in_postcopy:
-            self._cancel_reason = USER_CANCEL
+            self._cancel_reason = self._cancel_requested
             await self.source.cancel_migration()
-            return ActionTaken(Action.CANCEL, USER_CANCEL, None, self.clock.now() - self._start)
+            return ActionTaken(
+                Action.CANCEL, self._cancel_reason, None, self.clock.now() - self._start
+            )
         decision = decide(self.state, sample, self.config)
+        switching = decision.action in (Action.START_POST_COPY, Action.PAUSE_GUEST)
+        if switching and self.on_switch is not None:
+            # Recorded first, so that a cancel either lands before (and wins) or is refused.
+            recorded = await self.on_switch(decision.state.mode)
+            if recorded is None:
+                return None  # not recorded (API unreachable): decide again on the next sample
+            if not recorded:
+                self._cancel_reason = USER_CANCEL
+                await self.source.cancel_migration()
+                return ActionTaken(Action.CANCEL, USER_CANCEL, None, self.clock.now() - self._start)
         self.state = decision.state
         if decision.action is Action.CONTINUE:
             return None
@@ -204,6 +274,7 @@ class MigrationRunner:
         downtime_ms: int | None,
         history: list[TransferStats],
         actions: list[ActionTaken],
+        guest_lost: bool = False,
     ) -> MigrationResult:
         return MigrationResult(
             outcome,
@@ -213,4 +284,13 @@ class MigrationRunner:
             downtime_ms,
             tuple(history),
             tuple(actions),
+            guest_lost,
         )
+
+
+def _in_words(sample: TransferStats) -> str:
+    """Why QEMU ended a migration, for a person: what happened, then QEMU's own text."""
+    if sample.status is TransferStatus.CANCELLED:
+        return "the migration was cancelled; the VM runs on the source"
+    detail = f" (QEMU: {sample.error})" if sample.error else ""
+    return f"the migration stream to the target broke{detail}; the VM runs on the source"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from livemig.api.status import Phase
+from livemig.api.lifecycle import Phase
 from livemig.controller.decisions import (
     UNSET,
     MigrationView,

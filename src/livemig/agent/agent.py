@@ -1,18 +1,22 @@
 """The node agent: runs this node's VMIs as QEMU processes, prepares incoming migrations, runs
 outgoing ones with the migration runner, reports, and hands VMIs over when done.
 
-What runs where is recorded in ``STATE_DIR/vms.json`` so a restarted agent re-adopts its QEMU
-processes instead of killing them.
+After any crash the agent asks QEMU, not its memory, what happened. Every QEMU it starts is in
+its ledger (:mod:`livemig.agent.ledger`) before it starts, and every outcome before it is sent,
+so a restarted agent re-adopts its QEMUs, takes over a migration QEMU is still running, finishes
+a hand-over QEMU already completed, and sends outcomes the API server has not yet taken. A VM
+whose QEMU died is Failed, with why; a target whose incoming QEMU holds a completed guest never
+stops it: that QEMU *is* the VM now.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
+import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -20,88 +24,74 @@ from typing import Any, TypeVar
 
 import httpx
 
-from livemig.api.builders import DIRTY_RATE, TEST_GUEST_IMAGE, WORKING_SET
+from livemig.agent.ledger import IncomingEntry, Ledger, LocalEntry
+from livemig.agent.vmspec import guest_load, vm_spec
+from livemig.api.lifecycle import (
+    Figures,
+    MigrationObject,
+    MigrationStatus,
+    Phase,
+    VMIPhase,
+    VMIStatus,
+    transition,
+    vmi_failed,
+    vmi_handed_over,
+    vmi_running,
+)
 from livemig.api.loading import validate
-from livemig.api.models import VirtualMachineInstance
-from livemig.api.quantity import parse_quantity, short_bytes
-from livemig.api.status import Phase, condition, set_phase, timestamp
+from livemig.api.models import EventType, VirtualMachineInstance
+from livemig.api.status import condition, timestamp
+from livemig.api.transfer import MigrationMode
 from livemig.client import ApiClient
 from livemig.clock import Clock
 from livemig.errors import (
     AlreadyExists,
     CancelRefused,
     HypervisorError,
-    InvalidInput,
     LivemigError,
     NotFound,
-    QuantityError,
 )
 from livemig.events import EventRecorder
-from livemig.hypervisor import TransferStats, VMSpec, testguest
-from livemig.hypervisor.disks import DiskRefused, confine
-from livemig.hypervisor.qemu import QemuHypervisor, QemuVM
+from livemig.hypervisor import VM, Hypervisor, TransferStats, TransferStatus
+from livemig.hypervisor.qemu import QemuHypervisor
 from livemig.informer import LIFECYCLE, Informer, reconcile_forever
-from livemig.migration import USER_CANCEL, MigrationResult, MigrationRunner, params_for
+from livemig.migration import (
+    POSTCOPY_GIVE_UP,
+    USER_CANCEL,
+    MigrationResult,
+    MigrationRunner,
+    Outcome,
+    params_for,
+)
 from livemig.perobject import PerObject
 from livemig.policy import MigrationConfiguration
 from livemig.tasks import cancel_and_wait
+
+__all__ = ["NodeAgent", "guest_load", "vm_spec"]
 
 log = logging.getLogger(__name__)
 
 VMI = "VirtualMachineInstance"
 VMIM = "VirtualMachineInstanceMigration"
 T = TypeVar("T")
-DEFAULT_MEMORY = 128 * 2**20
 REPORT_INTERVAL = 1.0
+#: Seconds a target whose QEMU completed a migration waits for the source to record it before
+#: recording it itself (the source's record carries the transfer figures; a dead source's none).
+HANDOVER_GRACE = 10.0
+#: Backoff for calls the API server must take (outcomes, hand-overs, start-up): doubling, with
+#: jitter so that agents do not all call back at the same instant after an outage.
+RETRY_FIRST, RETRY_CAP = 0.5, 10.0
+
+Key = tuple[str, str]
 
 
-def vm_spec(vmi: VirtualMachineInstance, annotations: dict[str, str], disk_root: Path) -> VMSpec:
-    """How to run a VMI: the test guest (containerDisk livemig/test-guest) or a hostDisk, which
-    must be a regular file inside ``disk_root`` (DiskRefused names the path and the root)."""
-    memory = vmi.spec.memory_bytes() or DEFAULT_MEMORY
-    cpu = vmi.spec.domain.cpu if vmi.spec.domain else None
-    vcpus = cpu.vcpus if cpu else 1
-    name = f"{vmi.namespace}_{vmi.name}"
-    for volume in vmi.spec.volumes:
-        if volume.host_disk is not None:
-            try:
-                disk = confine(volume.host_disk.path, disk_root)
-            except DiskRefused as exc:
-                raise DiskRefused(f"volume {volume.name}: {exc}") from None
-            return VMSpec(name, memory, vcpus, disk=str(disk))
-        if volume.container_disk is not None and volume.container_disk.image == TEST_GUEST_IMAGE:
-            rate, ws = guest_load(annotations, memory)
-            return VMSpec(name, memory, vcpus, dirty_rate=rate, working_set=ws)
-    raise HypervisorError(
-        f"{vmi.ref}: no bootable volume: give a hostDisk volume (a path every node can read) "
-        f"or a containerDisk with image {TEST_GUEST_IMAGE}"
-    )
+def _key(text: str) -> Key:
+    ns, name = text.split("/", 1)
+    return ns, name
 
 
-#: The test guest counts pages per second in 32 bits; far beyond any real dirty rate anyway.
-MAX_DIRTY_RATE = 64 * 2**30
-
-
-def guest_load(annotations: dict[str, str], memory: int) -> tuple[int, int]:
-    """(dirty rate, working set) in bytes from the VMI's annotations; InvalidInput naming the
-    annotation when one is not a usable quantity."""
-    default_ws = min(64 * 2**20, testguest.max_working_set(memory))
-    rate = _load_annotation(annotations, DIRTY_RATE, "0", MAX_DIRTY_RATE)
-    ws = _load_annotation(annotations, WORKING_SET, str(default_ws), None)
-    return rate, min(ws, testguest.max_working_set(memory))
-
-
-def _load_annotation(annotations: dict[str, str], key: str, default: str, limit: int | None) -> int:
-    raw = annotations.get(key, default)
-    try:
-        value = parse_quantity(raw).to_bytes()
-    except QuantityError as exc:
-        raise InvalidInput(f"annotation {key}: {exc}") from exc
-    if value < 0:
-        raise InvalidInput(f"annotation {key}: {raw!r} is negative")
-    if limit is not None and value > limit:
-        raise InvalidInput(f"annotation {key}: {raw!r} is above {short_bytes(limit)}")
-    return value
+def _text(key: Key) -> str:
+    return f"{key[0]}/{key[1]}"
 
 
 @dataclass
@@ -116,29 +106,18 @@ class Outgoing:
 class Local:
     """A VMI running here, and what its guest was last told."""
 
-    vm: QemuVM
+    vm: VM
     load: tuple[int, int] = (0, 0)
-    key: tuple[str, str] = ("", "")
+    key: Key = ("", "")
 
 
 @dataclass
-class Ledger:
-    """What the state folder says runs here: VMI key → QEMU folder (and its VMSpec)."""
+class Incoming:
+    """The target side of a migration: its QEMU, and when it was first seen complete."""
 
-    path: Path
-    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: Path) -> Ledger:
-        try:
-            return cls(path, json.loads(path.read_text()))
-        except (OSError, ValueError):
-            return cls(path)
-
-    def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.entries, indent=1))
-        tmp.replace(self.path)
+    vm: VM
+    vmi: Key
+    completed_at: float | None = None
 
 
 class NodeAgent:
@@ -151,9 +130,10 @@ class NodeAgent:
         memory_capacity: int = 8 * 2**30,
         address: str = "127.0.0.1",
         heartbeat: float = 2.0,
-        hypervisor: QemuHypervisor | None = None,
+        hypervisor: Hypervisor | None = None,
         backoff: tuple[float, float] = (1.0, 300.0),
         disk_root: Path | None = None,
+        postcopy_give_up: float = POSTCOPY_GIVE_UP,
     ) -> None:
         self.client = client
         self.node = node
@@ -164,16 +144,18 @@ class NodeAgent:
         self.memory_capacity = memory_capacity
         self.address = address
         self.heartbeat = heartbeat
-        self.hv = hypervisor or QemuHypervisor(
+        self.postcopy_give_up = postcopy_give_up
+        self.hv: Hypervisor = hypervisor or QemuHypervisor(
             self.state_dir / "vms", clock=clock, disk_root=self.disk_root
         )
-        self.local: dict[tuple[str, str], Local] = {}
-        self.incoming: dict[tuple[str, str], QemuVM] = {}  # by migration key
-        self.outgoing: dict[tuple[str, str], Outgoing] = {}
+        self.local: dict[Key, Local] = {}
+        self.incoming: dict[Key, Incoming] = {}  # by migration key
+        self.outgoing: dict[Key, Outgoing] = {}
         self.ledger = Ledger.load(self.state_dir / "vms.json")
         self.informer = Informer(client, (VMI, VMIM), clock)
         self.events = EventRecorder(client, f"livemig-agent/{node}", clock)
         self.each = PerObject(self.informer, self.events, clock, *backoff)
+        self._random = random.Random()
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.wall(), UTC)
@@ -183,8 +165,11 @@ class NodeAgent:
     async def run(self) -> None:
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.disk_root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        await self._report_node()
-        await self._readopt()
+        await self._persist(self._report_node, "wait for the API server")
+        lost = await self._readopt()
+        await self._deliver_outbox()  # before judging lost VMs: a hand-over may be among them
+        for key, reason in lost:
+            await self._persist(partial(self._vmi_lost, key, reason), f"fail {_text(key)}")
         beat = asyncio.create_task(self._heartbeats())
         try:
             await reconcile_forever(
@@ -205,53 +190,62 @@ class NodeAgent:
         """Stop our own tasks; with ``stop_vms`` also every QEMU (else they keep running)."""
         for out in list(self.outgoing.values()):
             await cancel_and_wait(out.task)
-        vms = [loc.vm for loc in self.local.values()] + list(self.incoming.values())
+        vms = [loc.vm for loc in self.local.values()] + [i.vm for i in self.incoming.values()]
         for vm in vms:
             if stop_vms:
                 await vm.stop()
             else:
                 await vm.detach()
         if stop_vms:
-            self.ledger.entries.clear()
+            self.ledger.local.clear()
+            self.ledger.incoming.clear()
             self.ledger.save()
 
-    async def _readopt(self) -> None:
-        for key, entry in list(self.ledger.entries.items()):
-            ns, name = key.split("/", 1)
-            spec = VMSpec(**{**entry["spec"], "extra_args": tuple(entry["spec"]["extra_args"])})
-            vm = None
-            for _ in range(3):  # QEMU may still be hanging up on the previous agent
-                try:
-                    vm = await QemuVM.attach(spec, Path(entry["folder"]), self.clock)
-                    break
-                except HypervisorError as exc:
-                    log.warning("%s: cannot re-adopt %s yet: %s", self.node, key, exc)
-            if vm is None:
-                log.error("%s: giving up on %s; its QEMU is left as it is", self.node, key)
-                del self.ledger.entries[key]
+    async def _attach(self, entry: LocalEntry | IncomingEntry, what: str) -> VM | None:
+        for _ in range(3):  # QEMU may still be hanging up on the previous agent
+            try:
+                vm = await self.hv.attach(entry.spec, entry.handle)
+            except HypervisorError as exc:
+                log.warning("%s: cannot re-adopt %s yet: %s", self.node, what, exc)
+                if "gone" in str(exc):
+                    return None
                 continue
-            vm.working_set = spec.working_set
-            self.local[(ns, name)] = Local(vm, (spec.dirty_rate, spec.working_set), (ns, name))
-        self.ledger.save()
+            vm.working_set = entry.spec.working_set
+            return vm
+        return None
 
-    def _remember(self, key: tuple[str, str], vm: QemuVM) -> None:
+    async def _readopt(self) -> list[tuple[Key, str]]:
+        """Take the ledger's QEMUs back; the VMIs whose QEMU is gone (and why)."""
+        lost = []
+        for text, entry in list(self.ledger.local.items()):
+            vm = await self._attach(entry, text)
+            if vm is None:
+                del self.ledger.local[text]
+                lost.append(
+                    (_key(text), f"its QEMU was gone when the node agent on {self.node} restarted")
+                )
+                continue
+            spec = entry.spec
+            self.local[_key(text)] = Local(vm, (spec.dirty_rate, spec.working_set), _key(text))
+        for text, incoming in list(self.ledger.incoming.items()):
+            vm = await self._attach(incoming, f"the incoming VM of {text}")
+            if vm is None:
+                del self.ledger.incoming[text]  # its migration's source sees the stream broken
+                continue
+            self.incoming[_key(text)] = Incoming(vm, _key(incoming.vmi))
+        self.ledger.save()
+        return lost
+
+    def _remember(self, key: Key, vm: VM, handle: str) -> None:
+        """Record (again) that ``vm`` at ``handle`` runs VMI ``key``, with its current load."""
         spec = vm.spec
-        self.ledger.entries[f"{key[0]}/{key[1]}"] = {
-            "folder": str(vm.folder),
-            "spec": {
-                "name": spec.name,
-                "memory": spec.memory,
-                "vcpus": spec.vcpus,
-                "disk": spec.disk,
-                "dirty_rate": spec.dirty_rate,
-                "working_set": vm.working_set,
-                "extra_args": list(spec.extra_args),
-            },
-        }
+        if spec.disk is None and spec.working_set != vm.working_set:
+            spec = replace(spec, working_set=vm.working_set)
+        self.ledger.local[_text(key)] = LocalEntry(handle, spec)
         self.ledger.save()
 
-    def _forget(self, key: tuple[str, str]) -> None:
-        self.ledger.entries.pop(f"{key[0]}/{key[1]}", None)
+    def _forget(self, key: Key) -> None:
+        self.ledger.local.pop(_text(key), None)
         self.ledger.save()
 
     # --- node status -------------------------------------------------------------------------
@@ -264,6 +258,10 @@ class NodeAgent:
             except (LivemigError, httpx.HTTPError) as exc:
                 # A slow or restarting server must not end the heartbeats for good.
                 log.warning("%s: heartbeat failed: %s", self.node, exc or type(exc).__name__)
+            try:
+                await self._sweep()
+            except (LivemigError, httpx.HTTPError) as exc:
+                log.warning("%s: checking QEMUs: %s", self.node, exc or type(exc).__name__)
 
     async def _report_node(self) -> None:
         now = timestamp(self._now())
@@ -295,53 +293,112 @@ class NodeAgent:
                 )
             await self.client.modify("Node", self.node, None, beat, status=True)
 
+    # --- what QEMU says, every heartbeat ------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        """Notice QEMUs that died, and migrations QEMU completed that nobody recorded."""
+        running_sources = {
+            id(out.runner.source) for out in self.outgoing.values() if not out.task.done()
+        }
+        for key, local in list(self.local.items()):
+            if local.vm.alive() or id(local.vm) in running_sources:
+                continue  # a migration's runner reports its own source's death
+            self.local.pop(key)
+            self._forget(key)
+            reason = f"its QEMU (pid {local.vm.pid}) exited unexpectedly on {self.node}"
+            log.warning("%s: VMI %s/%s: %s", self.node, *key, reason)
+            await self._vmi_lost(key, reason)
+        for mkey, inc in list(self.incoming.items()):
+            if not inc.vm.alive():
+                self._drop_incoming(mkey)
+                await self._fail_unstarted(mkey, f"the target QEMU on {self.node} exited")
+                continue
+            sample = await inc.vm.stats()
+            if sample.status is not TransferStatus.COMPLETED:
+                continue
+            if inc.completed_at is None:
+                inc.completed_at = self.clock.now()
+            elif self.clock.now() - inc.completed_at >= HANDOVER_GRACE:
+                await self._target_records_success(mkey, inc)
+
+    async def _vmi_lost(self, key: Key, reason: str) -> None:
+        out = await self._vmi_write(key, partial(vmi_failed, reason=reason, node=self.node))
+        if out is not None and VMIStatus.of(out).phase is VMIPhase.FAILED:
+            await self.events.record(out, EventType.WARNING, "Failed", reason)
+
+    async def _fail_unstarted(self, mkey: Key, reason: str) -> None:
+        """Fail a migration that has not started moving memory (a Running one is the source
+        runner's to end: it sees the stream break)."""
+        raw = self.informer.get(VMIM, mkey[1], mkey[0])
+        if raw is not None and MigrationStatus.of(raw).phase in (
+            Phase.SCHEDULED,
+            Phase.PREPARING_TARGET,
+            Phase.TARGET_READY,
+        ):
+            await self._migration_step(mkey, lambda st: st.fail(reason, self._now()))
+
+    async def _target_records_success(self, mkey: Key, inc: Incoming) -> None:
+        """QEMU here completed the migration long ago and the source said nothing (its agent is
+        down): record it from this side, and hand the VMI over to this node."""
+        raw = self.informer.get(VMIM, mkey[1], mkey[0])
+        if raw is not None and MigrationStatus.of(raw).phase is Phase.RUNNING:
+            log.warning(
+                "%s: migration %s/%s completed %.0f s ago and its source has not reported; "
+                "recording it from the target",
+                self.node,
+                *mkey,
+                self.clock.now() - (inc.completed_at or 0),
+            )
+            await self._migration_step(mkey, lambda st: st.finish(self._now(), None, None, None))
+        vmi = self.informer.get(VMI, inc.vmi[1], inc.vmi[0])
+        source = VMIStatus.of(vmi).node if vmi is not None else None
+        if source is not None and source != self.node:
+            summary = {"sourceNode": source, "targetNode": self.node, "completed": True}
+            await self._vmi_write(
+                inc.vmi,
+                lambda o: vmi_handed_over(o, source, self.node, summary),
+            )
+
     # --- reconcile ---------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
-        vmis, migrations = self.informer.objects(VMI), self.informer.objects(VMIM)
-        by_key = {(v["metadata"]["namespace"], v["metadata"]["name"]): v for v in vmis}
-        await self._targets(migrations)
+        vmis = {
+            (v["metadata"]["namespace"], v["metadata"]["name"]): v
+            for v in self.informer.objects(VMI)
+        }
+        raws = {MigrationObject.of(m).key: m for m in self.informer.objects(VMIM)}
+        migrations = [MigrationObject.of(m) for m in raws.values()]
+        await self._targets(migrations, raws)
         # Adopt VMIs handed to us before looking for migrations to start: a VMI that just
         # arrived may already be asked to leave again.
-        await self._vmis(by_key, migrations)
-        await self._sources(migrations, by_key)
+        await self._vmis(vmis, migrations)
+        await self._sources(migrations, raws)
 
     async def _vmis(
-        self, vmis: dict[tuple[str, str], dict[str, Any]], migrations: list[dict[str, Any]]
+        self, vmis: dict[Key, dict[str, Any]], migrations: list[MigrationObject]
     ) -> None:
-        busy = {
-            (m["metadata"]["namespace"], m["spec"]["vmiName"])
-            for m in migrations
-            if (m.get("status") or {}).get("phase")
-            in (Phase.SCHEDULED, Phase.PREPARING_TARGET, Phase.TARGET_READY, Phase.RUNNING)
-        }
+        busy = {m.vmi_key for m in migrations if m.status.holds_slot}
         for key, raw in vmis.items():
-            status = raw.get("status") or {}
-            if status.get("nodeName") != self.node:
+            status = VMIStatus.of(raw)
+            if not status.on(self.node):
                 continue
             if key in self.local:
                 await self.each.run(
                     VMI, raw, "RetuneFailed", partial(self._retune, self.local[key], raw)
                 )
-                continue
-            if status.get("phase") in ("Running", "Failed"):
-                # Ran here before a restart that lost it, or could not start (older
-                # versions marked that Failed) — unless a finished migration brings it.
-                await self.each.run(
-                    VMI, raw, "StartFailed", partial(self._adopt_migrated, key, raw, migrations)
-                )
-                continue
-            await self.each.run(VMI, raw, "StartFailed", partial(self._start, key, raw, migrations))
+            elif any(inc.vmi == key for inc in self.incoming.values()):
+                await self.each.run(VMI, raw, "StartFailed", partial(self._adopt_arrived, key))
+            elif status.phase is VMIPhase.RUNNING:
+                # It ran here, and no QEMU here runs it now: its guest is gone.
+                await self._vmi_lost(key, f"no QEMU runs it on {self.node} any more")
+            else:
+                await self.each.run(VMI, raw, "StartFailed", partial(self._start, key, raw))
         for key in list(self.local):
             current = vmis.get(key)
-            elsewhere = (
-                current is None or (current.get("status") or {}).get("nodeName") != self.node
-            )
-            leaving = any(
-                k[0] == key[0] and out.runner.source is self.local[key].vm
-                for k, out in self.outgoing.items()
-            )
-            if elsewhere and not leaving and key not in busy:
+            now = VMIStatus.of(current) if current is not None else None
+            gone = now is None or now.node != self.node or now.finished
+            leaving = any(out.runner.source is self.local[key].vm for out in self.outgoing.values())
+            if gone and not leaving and key not in busy:
                 local = self.local.pop(key)
                 try:
                     await local.vm.stop()
@@ -349,21 +406,21 @@ class NodeAgent:
                     log.warning("%s: stopping %s/%s: %s", self.node, *key, exc)
                 self._forget(key)
 
-    async def _start(
-        self, key: tuple[str, str], raw: dict[str, Any], migrations: list[dict[str, Any]]
-    ) -> None:
-        """Start the VMI here (or take over the incoming VM a finished migration made)."""
-        if await self._adopt_migrated(key, raw, migrations):
-            return
+    async def _start(self, key: Key, raw: dict[str, Any]) -> None:
+        """Start the VMI here."""
         vmi = validate(raw)
         assert isinstance(vmi, VirtualMachineInstance)
         spec = vm_spec(vmi, raw["metadata"].get("annotations") or {}, self.disk_root)
-        vm = await self.hv.start_vm(spec)
+        # In the ledger before it starts: a crash in between leaves a QEMU we can find.
+        self.ledger.local[_text(key)] = LocalEntry(self.hv.handle_for(spec), spec)
+        self.ledger.save()
+        try:
+            vm = await self.hv.start_vm(spec)
+        except BaseException:
+            self._forget(key)
+            raise
         self.local[key] = Local(vm, (spec.dirty_rate, spec.working_set), key)
-        self._remember(key, vm)
-        await self._vmi_status(
-            key, {"phase": "Running"}, ("Ready", "True", "Running", f"QEMU pid {vm.pid}")
-        )
+        await self._vmi_write(key, lambda o: vmi_running(o, self.node, f"QEMU pid {vm.pid}"))
 
     async def _retune(self, local: Local, raw: dict[str, Any]) -> None:
         """Annotation edits change the running test guest's load."""
@@ -378,185 +435,205 @@ class NodeAgent:
         if rate != local.load[0]:
             await local.vm.set_dirty_rate(rate)
         local.load = load
-        self._remember(local.key, local.vm)
+        self._remember(local.key, local.vm, self.ledger.local[_text(local.key)].handle)
 
-    async def _vmi_status(
-        self,
-        key: tuple[str, str],
-        fields: dict[str, Any],
-        cond: tuple[str, str, str, str] | None = None,
-    ) -> None:
-        def change(o: dict[str, Any]) -> dict[str, Any]:
-            st = o.setdefault("status", {})
-            st.update(fields)
-            if cond:
-                condition(st, *cond)
-            return o
+    async def _vmi_write(
+        self, key: Key, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> dict[str, Any] | None:
+        try:
+            return await self.informer.modify(VMI, key[1], key[0], change, status=True)
+        except NotFound:
+            return None
 
-        with contextlib.suppress(NotFound):
-            await self.informer.modify(VMI, key[1], key[0], change, status=True)
-
-    async def _adopt_migrated(
-        self, key: tuple[str, str], raw: dict[str, Any], migrations: list[dict[str, Any]]
-    ) -> bool:
-        """A VMI handed to us by a finished migration: its incoming VM is now the VMI."""
-        for m in migrations:
-            mkey = (m["metadata"]["namespace"], m["metadata"]["name"])
-            if mkey in self.incoming and m["spec"]["vmiName"] == key[1] and mkey[0] == key[0]:
-                status = m.get("status") or {}
-                if status.get("phase") != Phase.SUCCEEDED:
-                    return False
-                vm = self.incoming.pop(mkey)
-                # What the guest was told at start; a bad annotation is the retune's to report.
-                load = (vm.spec.dirty_rate, vm.spec.working_set) if vm.spec.disk is None else (0, 0)
-                self.local[key] = Local(vm, load, key)
-                if await vm.run_state() == "paused":
-                    await vm.resume()  # paused for the switch: it runs again, here
-                self._remember(key, vm)
-                return True
-        return False
+    async def _adopt_arrived(self, key: Key) -> None:
+        """The VMI was handed to us: if QEMU says its incoming migration completed, that
+        incoming VM is the VMI now (else it is still arriving: the next pass looks again)."""
+        for mkey, inc in list(self.incoming.items()):
+            if inc.vmi != key:
+                continue
+            if (await inc.vm.stats()).status is not TransferStatus.COMPLETED:
+                continue
+            vm = inc.vm
+            # What the guest was told at start; a bad annotation is the retune's to report.
+            load = (vm.spec.dirty_rate, vm.spec.working_set) if vm.spec.disk is None else (0, 0)
+            self.local[key] = Local(vm, load, key)
+            self._remember(key, vm, self.ledger.incoming[_text(mkey)].handle)
+            self._drop_incoming(mkey)
+            if await vm.run_state() == "paused":
+                await vm.resume()  # paused for the switch: it runs again, here
+            await self._vmi_write(
+                key, partial(vmi_running, node=self.node, process=f"QEMU pid {vm.pid}")
+            )
+            return
 
     # --- incoming ----------------------------------------------------------------------------
 
-    async def _targets(self, migrations: list[dict[str, Any]]) -> None:
-        present = set()
+    async def _targets(self, migrations: list[MigrationObject], raws: dict[Key, Any]) -> None:
         for m in migrations:
-            mkey = (m["metadata"]["namespace"], m["metadata"]["name"])
-            status = m.get("status") or {}
-            state = status.get("migrationState") or {}
-            present.add(mkey)
-            if state.get("targetNode") != self.node:
+            st = m.status
+            if st.target_node != self.node:
                 continue
-            phase = status.get("phase")
-            if phase == Phase.SCHEDULED and mkey not in self.incoming:
+            if st.phase is Phase.SCHEDULED and m.key not in self.incoming:
                 await self.each.run(
-                    VMIM, m, "TargetPrepareFailed", partial(self._prepare_target, m, mkey, state)
+                    VMIM, raws[m.key], "TargetPrepareFailed", partial(self._prepare_target, m)
                 )
-            elif phase == Phase.FAILED and mkey in self.incoming:
-                await self._stop_incoming(mkey)
-        for mkey in [k for k in self.incoming if k not in present]:
+            elif st.phase in (Phase.PREPARING_TARGET, Phase.TARGET_READY) and (
+                m.key not in self.incoming
+            ):
+                await self._migration_step(
+                    m.key,
+                    lambda s: s.fail(
+                        f"the target agent on {self.node} restarted before the transfer "
+                        "began; nothing moved",
+                        self._now(),
+                    ),
+                )
+            elif st.phase is Phase.FAILED and m.key in self.incoming:
+                await self._stop_incoming(m.key)
+        for mkey in [k for k in self.incoming if k not in raws]:
             await self._stop_incoming(mkey)  # cancelled (deleted) before it finished
 
-    async def _stop_incoming(self, mkey: tuple[str, str]) -> None:
-        vm = self.incoming.pop(mkey)
+    def _drop_incoming(self, mkey: Key) -> None:
+        self.incoming.pop(mkey, None)
+        self.ledger.incoming.pop(_text(mkey), None)
+        self.ledger.save()
+
+    async def _stop_incoming(self, mkey: Key) -> None:
+        """Stop a migration's target QEMU, unless QEMU says the guest arrived complete: then it
+        is the VM (its source is stopped) and it waits to be handed over."""
+        inc = self.incoming[mkey]
+        with contextlib.suppress(HypervisorError):
+            if inc.vm.alive() and (await inc.vm.stats()).status is TransferStatus.COMPLETED:
+                return
+        self._drop_incoming(mkey)
         try:
-            await vm.stop()
+            await inc.vm.stop()
         except (LivemigError, OSError) as exc:
             log.warning("%s: stopping the incoming VM of %s/%s: %s", self.node, *mkey, exc)
 
-    async def _prepare_target(
-        self, m: dict[str, Any], mkey: tuple[str, str], state: dict[str, Any]
-    ) -> None:
-        name = m["metadata"]["name"]
-        ns = mkey[0]
-        await self._migration_status(
-            ns,
-            name,
-            lambda o: (
-                set_phase(o, Phase.PREPARING_TARGET, self._now())
-                if o["status"]["phase"] == Phase.SCHEDULED
-                else None
-            ),
-        )
+    async def _prepare_target(self, m: MigrationObject) -> None:
+        out = await self._migration_step(m.key, lambda st: st.preparing(self._now()))
+        if out is None or MigrationStatus.of(out).phase is not Phase.PREPARING_TARGET:
+            return
         try:
-            vmi_raw = self.informer.get(VMI, m["spec"]["vmiName"], ns)
+            vmi_raw = self.informer.get(VMI, m.vmi_name, m.namespace)
             if vmi_raw is None:
-                raise NotFound(f"VirtualMachineInstance {ns}/{m['spec']['vmiName']} is gone")
+                raise NotFound(f"VirtualMachineInstance {m.namespace}/{m.vmi_name} is gone")
             vmi = validate(vmi_raw)
             assert isinstance(vmi, VirtualMachineInstance)
             spec = vm_spec(vmi, vmi_raw["metadata"].get("annotations") or {}, self.disk_root)
-            config = MigrationConfiguration.from_dict(state["migrationConfiguration"])
-            vm = await self.hv.start_incoming(spec, f"tcp:{self.address}:0", params_for(config))
+            config = MigrationConfiguration.from_dict(dict(m.status.configuration or {}))
+            handle = self.hv.handle_for(spec, incoming=True)
+            # In the ledger before QEMU starts: a crash in between leaves a QEMU we can find.
+            self.ledger.incoming[_text(m.key)] = IncomingEntry(_text(m.vmi_key), handle, spec)
+            self.ledger.save()
+            try:
+                vm = await self.hv.start_incoming(spec, f"tcp:{self.address}:0", params_for(config))
+            except BaseException:
+                self._drop_incoming(m.key)
+                raise
         except (LivemigError, KeyError) as exc:
-            await self._finish(ns, name, None, f"target {self.node} could not prepare: {exc}")
+            why = f"target {self.node} could not prepare: {exc}"
+            await self._migration_step(m.key, lambda st: st.fail(why, self._now()))
             return
-        self.incoming[mkey] = vm
-
-        def ready(o: dict[str, Any]) -> dict[str, Any] | None:
-            if o["status"].get("phase") != Phase.PREPARING_TARGET:
-                return None
-            o["status"]["migrationState"]["targetNodeAddress"] = vm.listen_uri
-            return set_phase(o, Phase.TARGET_READY, self._now())
-
-        await self._migration_status(ns, name, ready)
+        self.incoming[m.key] = Incoming(vm, m.vmi_key)
+        address = vm.listen_uri or ""
+        await self._migration_step(m.key, lambda st: st.target_ready(address, self._now()))
 
     # --- outgoing ----------------------------------------------------------------------------
 
-    async def _sources(
-        self, migrations: list[dict[str, Any]], vmis: dict[tuple[str, str], dict[str, Any]]
-    ) -> None:
-        present = set()
+    async def _sources(self, migrations: list[MigrationObject], raws: dict[Key, Any]) -> None:
         for m in migrations:
-            mkey = (m["metadata"]["namespace"], m["metadata"]["name"])
-            present.add(mkey)
-            status = m.get("status") or {}
-            state = status.get("migrationState") or {}
-            if state.get("sourceNode") != self.node:
+            st = m.status
+            if st.source_node != self.node:
                 continue
-            out = self.outgoing.get(mkey)
+            out = self.outgoing.get(m.key)
             if out is not None:
-                if status.get("phase") == Phase.FAILED and not out.task.done():
-                    # The controller gave up on it (a node stopped reporting): abort.
+                if not out.task.done() and (st.phase is Phase.FAILED or st.abort_requested):
+                    # Failed by someone else (its VMI was deleted), or asked to abort.
                     with contextlib.suppress(CancelRefused):
-                        out.runner.cancel()
+                        out.runner.cancel(st.abort_requested or st.reason)
                 continue
-            if status.get("phase") == Phase.TARGET_READY:
+            if st.phase is Phase.TARGET_READY:
                 await self.each.run(
-                    VMIM,
-                    m,
-                    "FailedMigration",
-                    partial(self._start_outgoing, m, mkey, state, migrations),
+                    VMIM, raws[m.key], "FailedMigration", partial(self._start_outgoing, m)
+                )
+            elif st.phase is Phase.RUNNING and m.vmi_key in self.local:
+                # Running, and no runner here: this agent restarted. QEMU knows the rest.
+                await self.each.run(
+                    VMIM, raws[m.key], "FailedMigration", partial(self._resume_outgoing, m)
                 )
         for mkey, out in self.outgoing.items():
-            if mkey not in present and not out.task.done():
+            if mkey not in raws and not out.task.done():
                 try:
                     out.runner.cancel()  # the migration was deleted: cancel it
                 except CancelRefused as exc:
                     log.warning("%s", exc)
 
-    async def _start_outgoing(
-        self,
-        m: dict[str, Any],
-        mkey: tuple[str, str],
-        state: dict[str, Any],
-        migrations: list[dict[str, Any]],
-    ) -> None:
-        ns, name = mkey
-        vmi_key = (ns, m["spec"]["vmiName"])
-        local = self.local.get(vmi_key)
-        if local is None:
-            # Our lists are not one snapshot: the VMI may have just been handed to us.
-            fresh = await self.client.get(VMI, vmi_key[1], ns)
-            if (fresh.get("status") or {}).get("nodeName") != self.node:
-                await self._finish(ns, name, None, f"the VM is not running on {self.node}")
-                return
-            if not await self._adopt_migrated(vmi_key, fresh, migrations):
-                return  # not ours to run yet; the next pass looks again
-            local = self.local[vmi_key]
-        config = MigrationConfiguration.from_dict(state["migrationConfiguration"])
-        now = self._now()
-
-        def running(o: dict[str, Any]) -> dict[str, Any] | None:
-            if o["status"].get("phase") != Phase.TARGET_READY:
-                return None
-            o["status"]["migrationState"]["startTimestamp"] = timestamp(now)
-            return set_phase(o, Phase.RUNNING, now)
-
-        started = await self._migration_status(ns, name, running)
-        if started is None or started["status"].get("phase") != Phase.RUNNING:
-            return  # cancelled or failed meanwhile
-        runner = MigrationRunner(
+    def _runner(self, m: MigrationObject, local: Local, target_uri: str) -> MigrationRunner:
+        config = MigrationConfiguration.from_dict(dict(m.status.configuration or {}))
+        return MigrationRunner(
             local.vm,
-            state["targetNodeAddress"],
+            target_uri,
             config,
             local.vm.spec.memory,
             self.clock,
-            on_sample=lambda sample, _state: self._progress(mkey, sample),
+            on_sample=lambda sample, _state: self._progress(m.key, sample),
+            on_switch=partial(self._record_switch, m.key),
+            postcopy_give_up=self.postcopy_give_up,
         )
-        out = Outgoing(runner, asyncio.create_task(self._run_outgoing(mkey, m, runner)))
-        self.outgoing[mkey] = out
 
-    def _progress(self, mkey: tuple[str, str], sample: TransferStats) -> None:
+    async def _start_outgoing(self, m: MigrationObject) -> None:
+        local = self.local.get(m.vmi_key)
+        if local is None:
+            # Our lists are not one snapshot: the VMI may have just been handed to us.
+            fresh = await self.client.get(VMI, m.vmi_name, m.namespace)
+            if VMIStatus.of(fresh).node != self.node:
+                await self._migration_step(
+                    m.key, lambda st: st.fail(f"the VM is not running on {self.node}", self._now())
+                )
+            return  # not ours to run yet; the next pass looks again
+        started = await self._migration_step(m.key, lambda st: st.start(self._now()))
+        if started is None or MigrationStatus.of(started).phase is not Phase.RUNNING:
+            return  # cancelled or failed meanwhile
+        runner = self._runner(m, local, m.status.target_address or "")
+        self.outgoing[m.key] = Outgoing(
+            runner, asyncio.create_task(self._run_outgoing(m, runner, None))
+        )
+
+    async def _resume_outgoing(self, m: MigrationObject) -> None:
+        local = self.local[m.vmi_key]
+        if (await local.vm.stats()).status is TransferStatus.NONE:
+            await self._migration_step(
+                m.key,
+                lambda st: st.fail(
+                    f"the source agent on {self.node} restarted before the transfer began; "
+                    "nothing moved",
+                    self._now(),
+                ),
+            )
+            return
+        log.info("%s: taking over migration %s/%s from QEMU", self.node, *m.key)
+        runner = self._runner(m, local, m.status.target_address or "")
+        mode = m.status.mode or MigrationMode.PRE_COPY
+        self.outgoing[m.key] = Outgoing(
+            runner, asyncio.create_task(self._run_outgoing(m, runner, mode))
+        )
+
+    async def _record_switch(self, mkey: Key, mode: MigrationMode) -> bool | None:
+        """Record the switch to ``mode`` before QEMU is told: False if the migration is gone
+        or ended (cancelled: do not switch), None if the API cannot be reached now."""
+        try:
+            out = await self._migration_step(mkey, lambda st: st.switch_mode(mode))
+        except (httpx.TransportError, LivemigError) as exc:
+            log.warning("%s: cannot record %s for %s/%s yet: %s", self.node, mode, *mkey, exc)
+            return None
+        if out is None:
+            return False
+        st = MigrationStatus.of(out)
+        return st.phase is Phase.RUNNING and st.mode is mode
+
+    def _progress(self, mkey: Key, sample: TransferStats) -> None:
         """Report the transfer at most once a second, without holding up the runner."""
         out = self.outgoing.get(mkey)
         if out is None or (out.report is not None and not out.report.done()):
@@ -564,148 +641,170 @@ class NodeAgent:
         if self.clock.now() - out.last_report < REPORT_INTERVAL:
             return
         out.last_report = self.clock.now()
-        figures = _figures(sample, out.runner)
-
-        def report(o: dict[str, Any]) -> dict[str, Any] | None:
-            if o["status"].get("phase") != Phase.RUNNING:
-                return None
-            o["status"]["migrationState"].update(figures)
-            return o
-
-        out.report = asyncio.create_task(self._migration_status(mkey[0], mkey[1], report))
+        figures = Figures.of(sample)
+        out.report = asyncio.create_task(
+            self._migration_step(mkey, lambda st: st.progress(figures))
+        )
 
     async def _run_outgoing(
-        self, mkey: tuple[str, str], m: dict[str, Any], runner: MigrationRunner
+        self, m: MigrationObject, runner: MigrationRunner, adopt: MigrationMode | None
     ) -> None:
         try:
-            result = await runner.run()
+            result = await runner.run(adopt)
         except LivemigError as exc:
-            await self._persist(
-                partial(self._finish, mkey[0], mkey[1], None, f"migration broke: {exc}")
+            result = MigrationResult(
+                Outcome.FAILED, runner.state.mode, f"the migration broke: {exc}", 0.0, None, (), ()
             )
-            self.outgoing.pop(mkey, None)
-            return
         finally:
-            out = self.outgoing.get(mkey)
+            out = self.outgoing.get(m.key)
             if out is not None and out.report is not None:
                 with contextlib.suppress(Exception):
                     await out.report
-        target = (m["status"]["migrationState"] or {}).get("targetNode")
-        vmi_key = (mkey[0], m["spec"]["vmiName"])
-        # The outcome first: it frees the parallel slot for the next pending migration. Both it
-        # and the hand-over must be written whatever the API server is going through: the VM
-        # has already moved.
-        recorded = await self._persist(
-            partial(self._finish, mkey[0], mkey[1], result, result.failure_reason)
-        )
-        self.outgoing.pop(mkey, None)
-        if result.succeeded and recorded:
-            # The target adopts the VMI once it sees both the outcome and the hand-over.
-            state = _final_state(result, runner)
-            await self._persist(
-                partial(self._vmi_status, vmi_key, {"nodeName": target, "migrationState": state})
-            )
-            if vmi_key in self.local:
-                local = self.local.pop(vmi_key)
-                await local.vm.stop()  # the source copy is gone
-                self._forget(vmi_key)
-        elif result.succeeded:
-            log.error(
-                "%s: migration %s completed after the controller failed it; keeping the "
-                "source copy for an operator to decide",
-                self.node,
-                mkey,
-            )
+        record = _outcome_record(m, result)
+        # In the ledger before it is sent: written whatever the API server is going through,
+        # even by this agent's next life.
+        self.ledger.outbox[_text(m.key)] = record
+        self.ledger.save()
+        await self._deliver(_text(m.key), record)
+        # Only now: until the outcome is written, a pass must not take this for a migration
+        # whose runner was lost.
+        self.outgoing.pop(m.key, None)
 
-    async def _persist(self, write: Callable[[], Awaitable[T]]) -> T:
-        """``write()`` until the API server takes it (transport failures are retried, with a
-        backoff doubling to 10 s); a refusal other than that is raised."""
-        delay = 0.5
+    async def _deliver_outbox(self) -> None:
+        for text, record in list(self.ledger.outbox.items()):
+            await self._deliver(text, record)
+
+    async def _deliver(self, text: str, record: dict[str, Any]) -> None:
+        """Write an outcome, then what follows from it, until the API server has taken it."""
+        mkey, vmi_key = _key(text), _key(record["vmi"])
+        ok = record["outcome"] == Outcome.SUCCEEDED
+        # The outcome first: it frees the parallel slot for the next pending migration.
+        recorded = await self._persist(partial(self._finish, mkey, record), "record " + text)
+        if ok and recorded:
+            # The target adopts the VMI once it sees the hand-over and its QEMU completed.
+            summary = record["summary"]
+            await self._persist(
+                partial(
+                    self._vmi_write,
+                    vmi_key,
+                    lambda o: vmi_handed_over(o, self.node, record["target"], summary),
+                ),
+                "hand over " + record["vmi"],
+            )
+            await self._stop_local(vmi_key)  # the source copy is gone
+        elif ok:
+            log.error(
+                "%s: migration %s completed after it was failed; keeping the source copy "
+                "for an operator to decide",
+                self.node,
+                text,
+            )
+        elif record["guest_lost"]:
+            reason = record["reason"]
+            await self._persist(partial(self._vmi_lost, vmi_key, reason), "fail " + record["vmi"])
+            await self._stop_local(vmi_key)  # paused with half a guest, or dead: not the VM
+        self.ledger.outbox.pop(text, None)
+        self.ledger.save()
+
+    async def _stop_local(self, key: Key) -> None:
+        local = self.local.pop(key, None)
+        if local is not None:
+            try:
+                await local.vm.stop()
+            except (LivemigError, OSError) as exc:
+                log.warning("%s: stopping %s/%s: %s", self.node, *key, exc)
+            self._forget(key)
+
+    async def _persist(self, write: Callable[[], Awaitable[T]], what: str) -> T:
+        """``write()`` until the API server takes it: transport failures are retried with a
+        doubling, jittered backoff; a refusal other than that is raised."""
+        delay = RETRY_FIRST
         while True:
             try:
                 return await write()
             except httpx.TransportError as exc:
+                wait = delay * self._random.uniform(0.5, 1.0)
                 log.warning(
-                    "%s: cannot reach the API server (%s); retrying in %.0f s",
+                    "%s: cannot reach the API server to %s (%s); retrying in %.1f s",
                     self.node,
+                    what,
                     type(exc).__name__,
-                    delay,
+                    wait,
                 )
-                await self.clock.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await self.clock.sleep(wait)
+                delay = min(delay * 2, RETRY_CAP)
 
-    async def _finish(
-        self, ns: str, name: str, result: MigrationResult | None, reason: str | None
-    ) -> bool:
-        """Record the outcome; False if it was already decided (the controller failed it)."""
+    async def _finish(self, mkey: Key, record: dict[str, Any]) -> bool:
+        """Record the outcome; False if it was already decided otherwise."""
         now = self._now()
+        ok = record["outcome"] == Outcome.SUCCEEDED
+        figures = Figures(**record["figures"]) if record["figures"] else None
         recorded = False
 
-        def end(o: dict[str, Any]) -> dict[str, Any] | None:
+        def end(st: MigrationStatus) -> MigrationStatus:
             nonlocal recorded
-            st = o.setdefault("status", {})
-            if st.get("phase") in (Phase.SUCCEEDED, Phase.FAILED):
-                # Only this agent records success: seeing it means our own earlier write
-                # landed (its answer was lost to a timeout). A failure may be the controller's.
-                recorded = st.get("phase") == Phase.SUCCEEDED and bool(result and result.succeeded)
-                return None
+            if st.finished:
+                # Seeing our own success means an earlier write landed (its answer was lost).
+                recorded = st.succeeded and ok
+                return st
             recorded = True
-            state = st.setdefault("migrationState", {})
-            ok = result is not None and result.succeeded
-            state.update(
-                endTimestamp=timestamp(now),
-                completed=ok,
-                failed=not ok,
-                failureReason=None if ok else reason,
-            )
-            if result is not None:
-                state.update(_final_state(result, None))
-                if reason == USER_CANCEL:
-                    state["abortStatus"] = "Succeeded"
-            return set_phase(o, Phase.SUCCEEDED if ok else Phase.FAILED, now)
+            if ok:
+                return st.finish(
+                    now,
+                    figures,
+                    record["downtime_ms"],
+                    record["duration"],
+                    MigrationMode(record["mode"]),
+                )
+            if record["reason"] == USER_CANCEL and st.can_cancel:
+                return st.cancel(now, figures)
+            return st.fail(record["reason"], now, figures, record["duration"])
 
         try:
-            await self.informer.modify(VMIM, name, ns, end, status=True)
+            await self._migration_step(mkey, end, missing_ok=False)
         except NotFound:
             return True  # deleted (cancelled) meanwhile: the runner's result stands
         return recorded
 
-    async def _migration_status(self, ns: str, name: str, change: Any) -> dict[str, Any] | None:
+    async def _migration_step(
+        self,
+        mkey: Key,
+        step: Callable[[MigrationStatus], MigrationStatus],
+        missing_ok: bool = True,
+    ) -> dict[str, Any] | None:
+        """Apply a lifecycle step to a migration's status; None if the migration is gone
+        (NotFound instead with ``missing_ok=False``)."""
         try:
-            return await self.informer.modify(VMIM, name, ns, change, status=True)
+            return await self.informer.modify(
+                VMIM, mkey[1], mkey[0], lambda o: transition(o, step), status=True
+            )
         except NotFound:
+            if not missing_ok:
+                raise
             return None
 
 
-def _figures(sample: TransferStats, runner: MigrationRunner) -> dict[str, Any]:
-    return {
-        "mode": runner.state.mode.value,
-        "dataTotalBytes": sample.total_bytes,
-        "dataProcessedBytes": sample.processed_bytes,
-        "dataRemainingBytes": sample.remaining_bytes,
-        "dirtyRateBytesPerSecond": round(sample.dirty_rate),
-        "transferRateBytesPerSecond": round(sample.transfer_rate),
-        "iterations": sample.iteration,
-        "elapsedSeconds": round(sample.elapsed, 3),
-    }
-
-
-def _final_state(result: MigrationResult, runner: MigrationRunner | None) -> dict[str, Any]:
+def _outcome_record(m: MigrationObject, result: MigrationResult) -> dict[str, Any]:
+    """What the API must be told about a migration that ended here (JSON, for the ledger)."""
     last = result.history[-1] if result.history else None
-    state: dict[str, Any] = {
+    figures = Figures.of(last) if last is not None else None
+    summary = {
+        "sourceNode": m.status.source_node,
+        "targetNode": m.status.target_node,
         "mode": result.mode.value,
+        "completed": result.succeeded,
         "downtimeMs": result.downtime_ms,
         "durationSeconds": round(result.duration, 3),
     }
-    if last is not None:
-        state.update(
-            {k: v for k, v in _figures(last, runner).items() if k != "mode"}
-            if runner is not None
-            else {
-                "dataTotalBytes": last.total_bytes,
-                "dataProcessedBytes": last.processed_bytes,
-                "dataRemainingBytes": last.remaining_bytes,
-                "iterations": last.iteration,
-            }
-        )
-    return state
+    return {
+        "vmi": _text(m.vmi_key),
+        "target": m.status.target_node,
+        "outcome": result.outcome.value,
+        "reason": result.failure_reason,
+        "mode": result.mode.value,
+        "figures": None if figures is None else asdict(figures),
+        "downtime_ms": result.downtime_ms,
+        "duration": round(result.duration, 3),
+        "guest_lost": result.guest_lost,
+        "summary": summary,
+    }

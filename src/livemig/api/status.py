@@ -1,37 +1,10 @@
-"""Migration phases and the status blocks controllers and agents write (KubeVirt's shapes)."""
+"""Conditions and timestamps in KubeVirt's shapes (the migration and VMI lifecycles are in
+:mod:`livemig.api.lifecycle`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
-
-
-class Phase(StrEnum):
-    """KubeVirt's VirtualMachineInstanceMigration phases."""
-
-    PENDING = "Pending"
-    SCHEDULING = "Scheduling"
-    SCHEDULED = "Scheduled"
-    PREPARING_TARGET = "PreparingTarget"
-    TARGET_READY = "TargetReady"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-
-    @property
-    def finished(self) -> bool:
-        return self in (Phase.SUCCEEDED, Phase.FAILED)
-
-    @property
-    def active(self) -> bool:
-        """Counts against the parallel-migration limits."""
-        return self in ACTIVE_PHASES
-
-
-ACTIVE_PHASES = frozenset(
-    {Phase.SCHEDULING, Phase.SCHEDULED, Phase.PREPARING_TARGET, Phase.TARGET_READY, Phase.RUNNING}
-)
 
 
 def timestamp(when: datetime) -> str:
@@ -61,16 +34,6 @@ def condition_changed(
     before = [dict(c) for c in status.get("conditions", [])]
     condition(status, kind, value, reason, message)
     return bool(status["conditions"] != before)
-
-
-def set_phase(obj: dict[str, Any], phase: Phase, when: datetime) -> dict[str, Any]:
-    """Move a migration to ``phase`` and record when (phaseTransitionTimestamps)."""
-    status = obj.setdefault("status", {})
-    status["phase"] = phase.value
-    status.setdefault("phaseTransitionTimestamps", []).append(
-        {"phase": phase.value, "phaseTransitionTimestamp": timestamp(when)}
-    )
-    return obj
 
 
 def node_ready(node: dict[str, Any]) -> bool:

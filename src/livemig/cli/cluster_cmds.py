@@ -21,6 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from livemig.api.apply import Verb, to_create, to_update
+from livemig.api.lifecycle import Figures, MigrationStatus, Phase, VMIStatus
 from livemig.api.limits import MAX_BODY_BYTES, MAX_MEMORY_BYTES
 from livemig.api.loading import LoadResult, load_paths
 from livemig.api.models import Resource, resolve_kind, to_dict
@@ -447,7 +448,7 @@ def register(app: typer.Typer) -> None:
                 return await follow(client, ns, [name])
 
         result = run_async(main())
-        if wait and any(m.get("status", {}).get("phase") != "Succeeded" for m in result.values()):
+        if wait and any(not MigrationStatus.of(m).succeeded for m in result.values()):
             raise typer.Exit(1)
 
     @app.command(name="migrate-cancel")
@@ -467,8 +468,7 @@ def register(app: typer.Typer) -> None:
                 live = [
                     m
                     for m in items
-                    if m["spec"]["vmiName"] == vmi
-                    and (m.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+                    if m["spec"]["vmiName"] == vmi and MigrationStatus.of(m).is_active
                 ]
                 if not live:
                     raise NotFound(f"VirtualMachineInstance {ns}/{vmi} has no unfinished migration")
@@ -537,26 +537,27 @@ def _age(obj: dict[str, Any]) -> str:
 def _columns(kind: str, obj: dict[str, Any], wide: bool) -> list[str]:
     meta, status = obj["metadata"], obj.get("status") or {}
     if kind == "VirtualMachineInstanceMigration":
-        state = status.get("migrationState") or {}
+        m = MigrationStatus.of(obj)
         cols = [
             meta["namespace"],
             meta["name"],
             obj["spec"]["vmiName"],
-            status.get("phase", "Pending"),
-            state.get("sourceNode") or "",
-            state.get("targetNode") or "",
-            state.get("mode") or "",
-            state.get("migrationPolicyName") or "",
+            m.phase.value or "Pending",
+            m.source_node or "",
+            m.target_node or "",
+            m.mode.value if m.mode else "",
+            m.policy or "",
         ]
         if wide:
-            cols += [state.get("failureReason") or ""]
+            cols += [m.reason or ""]
         return cols
     if kind == "VirtualMachineInstance":
+        vmi = VMIStatus.of(obj)
         return [
             meta["namespace"],
             meta["name"],
-            status.get("phase", "Pending"),
-            status.get("nodeName") or "",
+            vmi.phase.value or "Pending",
+            vmi.node or "",
             _trouble(status),
         ]
     if kind == "VirtualMachine":
@@ -657,30 +658,29 @@ async def follow(client: ApiClient, namespace: str, names: list[str]) -> dict[st
                 try:
                     m = await client.get("VirtualMachineInstanceMigration", n, namespace)
                 except NotFound:
-                    done[n] = {"status": {"phase": "Deleted"}}
+                    done[n] = {"metadata": {"name": n}, "status": {}}  # deleted: cancelled
+                    progress.update(bars[n], detail="deleted (cancelled)")
                     continue
                 except httpx.TimeoutException:
                     continue  # a slow answer is not the end of the migration: ask again
-                status = m.get("status") or {}
-                state = status.get("migrationState") or {}
-                phase = status.get("phase", "Pending")
-                total = state.get("dataTotalBytes") or 0
-                remaining = state.get("dataRemainingBytes") or 0
+                st = MigrationStatus.of(m)
+                figures = st.figures or Figures()
                 pct = (
                     100.0
-                    if phase == "Succeeded"
-                    else (100 * (total - remaining) / total if total else 0)
+                    if st.succeeded
+                    else (100 * (figures.total - figures.remaining) / figures.total)
+                    if figures.total
+                    else 0
                 )
-                rate = state.get("transferRateBytesPerSecond") or 0
                 detail = (
-                    f"{phase} {state.get('mode', '')} "
-                    f"{human_bytes(rate)}/s left {human_bytes(remaining)} "
-                    f"policy {state.get('migrationPolicyName') or '-'}"
+                    f"{st.phase.value or 'Pending'} {st.mode.value if st.mode else ''} "
+                    f"{human_bytes(figures.transfer_rate)}/s left {human_bytes(figures.remaining)} "
+                    f"policy {st.policy or '-'}"
                 )
-                if phase == "Failed":
-                    detail += f" — {state.get('failureReason')}"
+                if st.phase is Phase.FAILED:
+                    detail += f" — {st.reason}"
                 progress.update(bars[n], completed=pct, vm=m["spec"]["vmiName"], detail=detail)
-                if phase in ("Succeeded", "Failed"):
+                if st.finished:
                     done[n] = m
             await RealClock().sleep(0.5)
     return done

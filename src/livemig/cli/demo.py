@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from livemig.api.builders import migration_request
+from livemig.api.lifecycle import Figures, MigrationStatus, Phase, VMIPhase, VMIStatus
 from livemig.api.loading import LoadResult, load_text
 from livemig.api.models import to_dict
 from livemig.api.quantity import human_bytes
@@ -144,7 +145,7 @@ async def demo(state: Path) -> None:
         async def all_running() -> bool:
             items, _ = await client.list("VirtualMachineInstance", NAMESPACE)
             return len(items) == len(VMS) and all(
-                (i.get("status") or {}).get("phase") == "Running" for i in items
+                VMIStatus.of(i).phase is VMIPhase.RUNNING for i in items
             )
 
         await wait_for("the VMs to boot", all_running, 60)
@@ -167,34 +168,23 @@ async def demo(state: Path) -> None:
             table.add_column(col)
         for name in names:
             m = results[name]
-            status = m.get("status") or {}
-            st = status.get("migrationState") or {}
-            outcome = status.get("phase", "?")
-            if outcome == "Failed":
-                outcome += f": {st.get('failureReason')}"
+            st = MigrationStatus.of(m)
+            outcome = st.phase.value or "deleted"
+            if st.phase is Phase.FAILED:
+                outcome += f": {st.reason}"
             table.add_row(
-                m["spec"]["vmiName"],
-                st.get("migrationPolicyName") or "(cluster settings)",
-                st.get("mode", ""),
-                f"{st.get('durationSeconds', 0):.2f} s",
-                f"{st.get('downtimeMs') or 0} ms",
-                st.get("targetNode", ""),
+                (m.get("spec") or {}).get("vmiName", name),
+                st.policy or "(cluster settings)",
+                st.mode.value if st.mode else "",
+                f"{st.duration or 0:.2f} s",
+                f"{st.downtime_ms or 0} ms",
+                st.target_node or "",
                 outcome,
             )
         out.print(table)
-        total = sum(
-            int(
-                (results[n].get("status") or {}).get("migrationState", {}).get("dataProcessedBytes")
-                or 0
-            )
-            for n in names
-        )
+        total = sum((MigrationStatus.of(results[n]).figures or Figures()).processed for n in names)
         vmis, _ = await client.list("VirtualMachineInstance", NAMESPACE)
-        left = [
-            v["metadata"]["name"]
-            for v in vmis
-            if (v.get("status") or {}).get("nodeName") == DRAINED
-        ]
+        left = [v["metadata"]["name"] for v in vmis if VMIStatus.of(v).node == DRAINED]
         out.print(
             f"moved {human_bytes(total)} in total; "
             + (f"{DRAINED} now runs no VM" if not left else f"still on {DRAINED}: {left}")

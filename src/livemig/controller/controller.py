@@ -18,17 +18,18 @@ from functools import partial
 from typing import Any
 
 from livemig.api.builders import PRIORITY_ANNOTATION
+from livemig.api.lifecycle import (
+    MigrationObject,
+    MigrationStatus,
+    Phase,
+    VMIPhase,
+    VMIStatus,
+    transition,
+    vmi_scheduled,
+)
 from livemig.api.loading import validate
 from livemig.api.models import EventType, Resource, VirtualMachine, VirtualMachineInstance
-from livemig.api.status import (
-    Phase,
-    condition,
-    condition_changed,
-    last_heartbeat,
-    node_ready,
-    set_phase,
-    timestamp,
-)
+from livemig.api.status import condition, condition_changed, last_heartbeat, node_ready
 from livemig.client import ApiClient
 from livemig.clock import Clock
 from livemig.controller.decisions import (
@@ -205,6 +206,21 @@ class Controller:
                 await self._modify(VMI, vm.name, vm.namespace, relabel, status=False)
         elif stop and existing is not None:
             await self._delete_ignoring_missing(VMI, vm.name, vm.namespace)
+        if (
+            existing is not None
+            and VMIStatus.of(existing).phase is VMIPhase.FAILED
+            and strategy is not None
+            and strategy.value in ("Always", "RerunOnFailure")
+        ):
+            # KubeVirt restarts a failed VMI of such a VM: a new one is created next pass.
+            await self._delete_ignoring_missing(VMI, vm.name, vm.namespace)
+            await self.events.record(
+                raw,
+                EventType.NORMAL,
+                "Restarting",
+                f"its VMI failed ({VMIStatus.of(existing).reason or 'no reason given'}); "
+                f"runStrategy {strategy.value} starts it again",
+            )
 
     def _with_instancetype(self, vm: VirtualMachine, spec: dict[str, Any]) -> dict[str, Any]:
         """The VMI spec with its instancetype's memory expanded in, as KubeVirt does when it
@@ -252,8 +268,7 @@ class Controller:
 
     async def _place_vmis(self, vmis: list[dict[str, Any]], nodes: list[NodeView]) -> None:
         for raw in vmis:
-            status = raw.get("status") or {}
-            if status.get("nodeName") or status.get("phase") == "Failed":
+            if VMIStatus.of(raw).placed:
                 continue
             await self.each.run(VMI, raw, "PlacementFailed", partial(self._place, raw, nodes))
 
@@ -264,16 +279,12 @@ class Controller:
         best, why = choose_node(nodes, memory, vmi.spec.node_selector)
 
         def place(o: dict[str, Any]) -> dict[str, Any] | None:
-            st = _status(o)
-            if st.get("nodeName"):
+            if VMIStatus.of(o).placed:
                 return None
             if best is None:
-                changed = condition_changed(st, "Scheduled", "False", "Unschedulable", why)
+                changed = condition_changed(_status(o), "Scheduled", "False", "Unschedulable", why)
                 return o if changed else None
-            st["nodeName"] = best.name
-            st["phase"] = "Scheduled"
-            condition(st, "Scheduled", "True", "Scheduled", why)
-            return o
+            return vmi_scheduled(o, best.name, why)
 
         changed = await self._status_written(VMI, raw, place)
         if best is not None:  # account for it before placing the next one
@@ -291,16 +302,21 @@ class Controller:
     ) -> list[NodeView]:
         """Mark silent nodes NotReady and fail their migrations; return the scheduling view."""
         used: dict[str, int] = defaultdict(int)
+        where: dict[tuple[str, str], str | None] = {}
         for raw in vmis:
-            node = (raw.get("status") or {}).get("nodeName")
-            if node:
-                used[node] += _memory_of(raw)
-        for raw in migrations:  # a target holds the memory of the VM coming to it
-            state = (raw.get("status") or {}).get("migrationState") or {}
-            phase = _phase(raw)
-            if state.get("targetNode") and phase is not None and phase.active:
-                with contextlib.suppress(TypeError, ValueError):
-                    used[state["targetNode"]] += int(state.get("memoryBytes", 0))
+            status = VMIStatus.of(raw)
+            where[key_of(raw)] = status.node
+            if status.node and not status.finished:
+                used[status.node] += _memory_of(raw)
+        for raw in migrations:
+            # A target holds the memory of the VM coming to it from the moment it is chosen
+            # until the VMI is handed over (a Succeeded migration whose VMI still names the
+            # source would otherwise count on neither node, and the next choice overcommit).
+            m = MigrationObject.of(raw)
+            st = m.status
+            coming = st.holds_slot or (st.succeeded and where.get(m.vmi_key) == st.source_node)
+            if st.target_node and coming:
+                used[st.target_node] += st.memory_bytes
         silent = self._silent(nodes)
         views: list[NodeView] = []
         for raw in nodes:
@@ -366,7 +382,7 @@ class Controller:
             await self.events.record(
                 raw, EventType.WARNING, "NodeNotReady", f"node stopped reporting: {message}"
             )
-            await self._fail_migrations_on(
+            await self._fail_unstarted_migrations_on(
                 name, migrations, f"node {name} stopped reporting ({message})"
             )
         capacity = int(((raw.get("status") or {}).get("capacity") or {}).get("memoryBytes", 0))
@@ -381,34 +397,33 @@ class Controller:
             )
         )
 
-    async def _fail_migrations_on(
+    async def _fail_unstarted_migrations_on(
         self, node: str, migrations: list[dict[str, Any]], reason: str
     ) -> None:
+        """Fail the silent node's migrations that have not started moving memory, and ask the
+        source to abort a Running pre-copy one to it (a VM must not move onto a node nobody
+        hears from). Only the source's QEMU knows whether a Running one already completed, so
+        its agent records the outcome; a silent *source* is left alone for the same reason."""
+        now = self._now()
         for raw in migrations:
-            status = raw.get("status") or {}
-            state = status.get("migrationState") or {}
-            phase = _phase(raw)
-            if phase is None or phase.finished:
+            st = MigrationStatus.of(raw)
+            if not st.holds_slot or not st.involves(node):
                 continue
-            if node in (state.get("sourceNode"), state.get("targetNode")):
-                ns, name = key_of(raw)
-                await self._modify(VMIM, name, ns, self._failer(reason))
+            ns, name = key_of(raw)
+            if st.phase is not Phase.RUNNING:
+                await self._modify(
+                    VMIM,
+                    name,
+                    ns,
+                    lambda o: transition(o, lambda s: s.fail_before_transfer(reason, now)),
+                )
+            elif st.target_node == node:
+                await self._modify(
+                    VMIM, name, ns, lambda o: transition(o, lambda s: s.request_abort(reason))
+                )
 
     def _failer(self, reason: str) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
-        def fail(o: dict[str, Any]) -> dict[str, Any] | None:
-            st = _status(o)
-            if st.get("phase") in ("Succeeded", "Failed"):
-                return None
-            state = st.setdefault("migrationState", {})
-            state.update(
-                failed=True,
-                completed=False,
-                failureReason=reason,
-                endTimestamp=timestamp(self._now()),
-            )
-            return set_phase(o, Phase.FAILED, self._now())
-
-        return fail
+        return lambda o: transition(o, lambda st: st.fail(reason, self._now()))
 
     # --- migrations ------------------------------------------------------------------------
 
@@ -446,26 +461,23 @@ class Controller:
         vmis: dict[tuple[str, str], dict[str, Any]],
         views: list[MigrationView],
     ) -> None:
-        ns, name = key_of(raw)
-        vmi = vmis.get((ns, raw["spec"]["vmiName"]))
-        phase = _phase(raw)
-        if phase is None:
+        m = MigrationObject.of(raw)
+        vmi = vmis.get(m.vmi_key)
+        if m.status.phase is Phase.UNSET:
             raw = await self._new_migration(raw, vmi)
-            phase = _phase(raw)
-        elif vmi is None and not phase.finished and phase is not Phase.PENDING:
+        elif vmi is None and m.status.is_active and m.status.phase is not Phase.PENDING:
             # Deleted mid-migration: fail it, so the target agent stops its incoming QEMU.
-            reason = f"VirtualMachineInstance {ns}/{raw['spec']['vmiName']} was deleted"
-            raw = await self._modify(VMIM, name, ns, self._failer(reason)) or raw
-            phase = _phase(raw)
-        state = (raw.get("status") or {}).get("migrationState") or {}
+            reason = f"VirtualMachineInstance {m.namespace}/{m.vmi_name} was deleted"
+            raw = await self._modify(VMIM, m.name, m.namespace, self._failer(reason)) or raw
+        m = MigrationObject.of(raw)
         annotations = raw["metadata"].get("annotations") or {}
         views.append(
             MigrationView(
-                f"{ns}/{name}",
-                phase or Phase.PENDING,
-                state.get("sourceNode"),
+                f"{m.namespace}/{m.name}",
+                m.status.phase if m.status.phase is not Phase.UNSET else Phase.PENDING,
+                m.status.source_node,
                 priority_rank(_priority(raw, annotations)),
-                raw["metadata"].get("creationTimestamp", ""),
+                m.created,
             )
         )
 
@@ -473,26 +485,22 @@ class Controller:
         self, raw: dict[str, Any], vmi: dict[str, Any] | None
     ) -> dict[str, Any]:
         ns, name = key_of(raw)
-        node = ((vmi or {}).get("status") or {}).get("nodeName")
+        node = VMIStatus.of(vmi).node if vmi is not None else None
+        spec = raw.get("spec") or {}
+        refusal = None
+        if spec.get("sendTo") is not None or spec.get("receive") is not None:
+            refusal = (
+                "cross-cluster migration (spec.sendTo/spec.receive) is not supported by "
+                "livemig: migrate within this cluster, without sendTo/receive"
+            )
+        elif vmi is None:
+            refusal = f"VirtualMachineInstance {ns}/{spec.get('vmiName')} does not exist"
+        now = self._now()
 
         def pending(o: dict[str, Any]) -> dict[str, Any] | None:
-            st = _status(o)
-            if st.get("phase"):
-                return None
-            spec = o.get("spec") or {}
-            refusal = None
-            if spec.get("sendTo") is not None or spec.get("receive") is not None:
-                refusal = (
-                    "cross-cluster migration (spec.sendTo/spec.receive) is not supported by "
-                    "livemig: migrate within this cluster, without sendTo/receive"
-                )
-            elif vmi is None:
-                refusal = f"VirtualMachineInstance {ns}/{spec.get('vmiName')} does not exist"
             if refusal is not None:
-                st["migrationState"] = {"failed": True, "failureReason": refusal}
-                return set_phase(o, Phase.FAILED, self._now())
-            st["migrationState"] = {"sourceNode": node}
-            return set_phase(o, Phase.PENDING, self._now())
+                return transition(o, lambda st: st.refuse(refusal, now))
+            return transition(o, lambda st: st.admit(node, now))
 
         return await self._modify(VMIM, name, ns, pending) or raw
 
@@ -516,7 +524,7 @@ class Controller:
             return
         vmi = validate(vmi_raw)
         assert isinstance(vmi, VirtualMachineInstance)
-        source = (vmi_raw.get("status") or {}).get("nodeName")
+        source = VMIStatus.of(vmi_raw).node
         memory = vmi.spec.memory_bytes() or 0
         added = (raw.get("spec") or {}).get("addedNodeSelector")
         selector = target_selector(vmi.spec.node_selector, added)
@@ -539,21 +547,20 @@ class Controller:
         now = self._now()
 
         def scheduled(o: dict[str, Any]) -> dict[str, Any] | None:
-            st = _status(o)
-            if st.get("phase") != Phase.PENDING.value:
-                return None
-            state = st.setdefault("migrationState", {})
-            state.update(
-                sourceNode=source,
-                targetNode=target.name,
-                memoryBytes=memory,
-                migrationPolicyName=resolution.winner.name if resolution.winner else None,
-                migrationConfiguration=config.as_dict(),
-                mode="PreCopy",
+            out = transition(
+                o,
+                lambda st: st.schedule(
+                    source,
+                    target.name,
+                    memory,
+                    resolution.winner.name if resolution.winner else None,
+                    config.as_dict(),
+                    now,
+                ),
             )
-            condition(st, "Scheduled", "True", "TargetChosen", why)
-            set_phase(o, Phase.SCHEDULING, now)
-            return set_phase(o, Phase.SCHEDULED, now)
+            if out is not None:
+                condition(_status(out), "Scheduled", "True", "TargetChosen", why)
+            return out
 
         await self._modify(VMIM, name, ns, scheduled)
         _reserve(nodes, target.name, memory)
@@ -561,9 +568,9 @@ class Controller:
     async def _collect_garbage(self, migrations: list[dict[str, Any]]) -> None:
         finished: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for raw in migrations:
-            phase = _phase(raw)
-            if phase is not None and phase.finished:
-                finished[(key_of(raw)[0], str(raw["spec"]["vmiName"]))].append(raw)
+            m = MigrationObject.of(raw)
+            if m.status.finished:
+                finished[m.vmi_key].append(raw)
         for group in finished.values():
             group.sort(
                 key=lambda r: (
@@ -613,15 +620,6 @@ def _priority(raw: dict[str, Any], annotations: dict[str, Any]) -> str | None:
     if priority is None and annotations.get(PRIORITY_ANNOTATION) == "evacuation":
         return "system-maintenance"
     return str(priority) if priority is not None else None
-
-
-def _phase(raw: dict[str, Any]) -> Phase | None:
-    """A migration's phase; None when it has none yet (or an unknown one)."""
-    value = (raw.get("status") or {}).get("phase")
-    try:
-        return Phase(value) if value else None
-    except ValueError:
-        return None
 
 
 def _memory_of(raw: dict[str, Any]) -> int:

@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from livemig.api.lifecycle import Phase
 from livemig.api.quantity import short_bytes
-from livemig.api.status import Phase
 
 #: Admission rank by spec.priority: lower goes first (KubeVirt 2026).
 PRIORITY_RANK: dict[str | None, int] = {

@@ -63,9 +63,37 @@ class VMSpec:
 
 
 class VM(Protocol):
-    name: str
+    """One VM's process, as the migration runner and the node agent see it."""
 
-    async def stats(self) -> TransferStats: ...
+    name: str
+    spec: VMSpec
+    #: An incoming VM's actual migration address, once it listens.
+    listen_uri: str | None
+    #: The test guest's working set as last set (bytes).
+    working_set: int
+
+    @property
+    def pid(self) -> int | None: ...
+
+    def alive(self) -> bool:
+        """Whether the VM's process still runs."""
+        ...
+
+    async def stop(self) -> None:
+        """End the VM's process and release it; safe to call twice."""
+        ...
+
+    async def detach(self) -> None:
+        """Let go of the VM but leave its process running (an agent restarting)."""
+        ...
+
+    async def set_dirty_rate(self, rate: int) -> None: ...
+
+    async def set_working_set(self, size: int) -> None: ...
+
+    async def stats(self) -> TransferStats:
+        """The migration as this side sees it (an incoming VM reports its side)."""
+        ...
 
     async def wait_change(self, clock: Clock, within: float) -> None:
         """Return when a migration event arrives or after ``within`` seconds, whichever is first."""
@@ -89,6 +117,14 @@ class VM(Protocol):
 
 
 class Hypervisor(Protocol):
+    def handle_for(self, spec: VMSpec, incoming: bool = False) -> str:
+        """Where ``spec``'s VM will live, known before it starts (for the agent's ledger)."""
+        ...
+
+    async def attach(self, spec: VMSpec, handle: str) -> VM:
+        """The running VM at ``handle`` (an agent restarting); HypervisorError if it is gone."""
+        ...
+
     async def start_vm(self, spec: VMSpec) -> VM: ...
 
     async def start_incoming(self, spec: VMSpec, uri: str, params: MigrationParams) -> VM:

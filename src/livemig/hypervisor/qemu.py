@@ -182,8 +182,10 @@ class QemuVM:
             "-device", "virtio-blk-pci,drive=disk0,bootindex=0",
             *self.spec.extra_args,
         ]  # fmt: skip
-        if incoming:
-            args += ["-incoming", "defer"]
+        # Both start stopped: a VM runs only once QMP and its console are connected (a fast
+        # guest was seen to print READY before anyone listened); an incoming one runs when the
+        # migration ends.
+        args += ["-incoming", "defer"] if incoming else ["-S"]
         stderr = (self.folder / "qemu.log").open("ab")
         try:
             self.process = await asyncio.create_subprocess_exec(
@@ -339,6 +341,9 @@ class QemuVM:
             "migrate-set-parameters",
             {
                 "max-bandwidth": params.bandwidth or UNLIMITED_BANDWIDTH,
+                # bandwidthPerMigration caps post-copy's background push too (0: no cap);
+                # the guest's own page requests are always served at once.
+                "max-postcopy-bandwidth": params.bandwidth,
                 "downtime-limit": params.downtime_limit_ms,
             },
         )
@@ -483,15 +488,13 @@ class QemuHypervisor:
             log.info("QEMU accelerator: %s", self._accel)
         return self._accel
 
-    async def _vm(self, spec: VMSpec, incoming: bool, suffix: str = "") -> QemuVM:
+    async def _vm(self, spec: VMSpec, incoming: bool) -> QemuVM:
         if spec.disk is None and spec.working_set > testguest.max_working_set(spec.memory):
             raise HypervisorError(
                 f"VM {spec.name}: working set {spec.working_set} bytes does not fit in "
                 f"{spec.memory} bytes of memory (at most {testguest.max_working_set(spec.memory)})"
             )
-        vm = QemuVM(
-            spec, self.state_dir / vm_folder_name(spec.name, suffix), self.clock, self.disk_root
-        )
+        vm = QemuVM(spec, Path(self.handle_for(spec, incoming)), self.clock, self.disk_root)
         try:
             await vm.launch(self.binary, await self.accel(), incoming)
         except BaseException:
@@ -499,20 +502,30 @@ class QemuHypervisor:
             raise
         return vm
 
+    def handle_for(self, spec: VMSpec, incoming: bool = False) -> str:
+        """Where ``spec``'s QEMU lives (its folder), known before it starts, so a ledger can
+        record a VM before it exists and find it again after a crash."""
+        return str(self.state_dir / vm_folder_name(spec.name, ".incoming" if incoming else ""))
+
+    async def attach(self, spec: VMSpec, handle: str) -> QemuVM:
+        """Take over the QEMU at ``handle`` (an agent restarting); HypervisorError if gone."""
+        return await QemuVM.attach(spec, Path(handle), self.clock)
+
     async def start_vm(self, spec: VMSpec) -> QemuVM:
         """Boot a VM; for the test guest, return once it has written its working set."""
         vm = await self._vm(spec, incoming=False)
-        if spec.disk is None:
-            try:
+        try:
+            await vm.resume()  # started stopped (-S): QMP and the console listen already
+            if spec.disk is None:
                 await vm.wait_console("READY")
-            except BaseException:
-                await vm.stop()
-                raise
+        except BaseException:
+            await vm.stop()
+            raise
         return vm
 
     async def start_incoming(self, spec: VMSpec, uri: str, params: MigrationParams) -> QemuVM:
         """A VM waiting for a migration on ``uri`` (``tcp:HOST:0`` picks a free port)."""
-        vm = await self._vm(spec, incoming=True, suffix=".incoming")
+        vm = await self._vm(spec, incoming=True)
         try:
             await vm.set_capabilities(params)
             vm.listen_uri = await vm.listen(uri)
@@ -566,6 +579,7 @@ async def kvm_works(binary: str, scratch: Path) -> bool:
         )
         try:
             await probe.launch(binary, "kvm", incoming=False)
+            await probe.resume()
             # A heartbeat proves the timer interrupt works too: here KVM was seen to boot,
             # print, and then stop with an internal error at the first interrupt.
             for _ in range(25):

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from livemig.api.lifecycle import MigrationStatus
 from livemig.api.limits import MAX_BODY_BYTES, InvalidBody
 from livemig.api.loading import validate
 from livemig.api.models import Resource, resolve_kind
@@ -53,7 +54,6 @@ from livemig.server.body import (
 from livemig.server.selectors import matches_selector, parse_selector
 from livemig.store import Store, Subresource, object_key
 
-FINISHED_PHASES = ("Succeeded", "Failed")
 VMIM = "VirtualMachineInstanceMigration"
 T = TypeVar("T")
 
@@ -236,12 +236,12 @@ def _one_migration_at_a_time(store: Store, obj: dict[str, Any]) -> None:
     vmi = obj["spec"]["vmiName"]
     items, _ = store.list("VirtualMachineInstanceMigration", ns)
     for other in items:
-        phase = (other.get("status") or {}).get("phase")
-        if other["spec"]["vmiName"] == vmi and phase not in FINISHED_PHASES:
+        status = MigrationStatus.of(other)
+        if other["spec"]["vmiName"] == vmi and status.is_active:
             raise MigrationError(
                 f"VirtualMachineInstance {ns}/{vmi} already has an unfinished migration "
-                f"{other['metadata']['name']} (phase {phase or 'Pending'}); wait for it to end "
-                "or cancel it first"
+                f"{other['metadata']['name']} (phase {status.phase.value or 'Pending'}); wait "
+                "for it to end or cancel it first"
             )
 
 
@@ -259,9 +259,10 @@ def _cancel_migration(store: Store, namespace: str, name: str) -> dict[str, Any]
 
 
 def _refuse_cancel_in_post_copy(obj: dict[str, Any]) -> None:
-    status = obj.get("status") or {}
-    state = status.get("migrationState") or {}
-    if state.get("mode") == "PostCopy" and status.get("phase") not in FINISHED_PHASES:
+    """The agent records PostCopy before it tells QEMU to switch, so this revision's mode is
+    the truth: a cancel accepted here can still stop the migration."""
+    status = MigrationStatus.of(obj)
+    if status.in_post_copy and not status.finished:
         raise CancelRefused(
             f"migration {obj['metadata']['name']} is in post-copy and cannot be cancelled: the "
             "guest's memory is split between source and target; wait for it to end"
