@@ -46,3 +46,17 @@ class RealClock:
 def blocking_sleep(seconds: float) -> None:
     """For synchronous code paths that must wait (process start-up probes)."""
     time.sleep(seconds)
+
+
+class LoopClock(RealClock):
+    """The running event loop's own time: under a virtual-time loop (looptime) a 150 s wait
+    takes no wall time at all. Timestamps count from ``epoch`` (2026-01-01 by default)."""
+
+    def __init__(self, epoch: float = 1_767_225_600.0) -> None:
+        self.epoch = epoch
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def wall(self) -> float:
+        return self.epoch + self.now()

@@ -158,7 +158,9 @@ class MigrationRunner:
             dues.append(self.state.last_progress + self.config.progress_timeout)
         wait = self.sample_interval
         for due in dues:
-            if due > elapsed:
+            # A rule is due once elapsed is strictly past it: a sample landing exactly on the
+            # due time must be followed by one just after it, not a whole interval later.
+            if due >= elapsed:
                 wait = min(wait, due - elapsed + 0.001)
         return wait
 
