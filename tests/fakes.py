@@ -11,6 +11,7 @@ real QEMU in tests/integration.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -128,10 +129,8 @@ class FakeVM:
 
     async def wait_change(self, clock: Clock, within: float) -> None:
         self._event.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await clock.wait_for(self._event.wait(), within)
-        except TimeoutError:
-            pass
 
     async def start_migration(self, uri: str, params: MigrationParams) -> None:
         self._record("migrate")
