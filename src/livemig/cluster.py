@@ -14,6 +14,7 @@ from livemig.agent.agent import NodeAgent
 from livemig.client import ApiClient
 from livemig.clock import Clock, RealClock
 from livemig.controller.controller import HEARTBEAT_TIMEOUT, Controller
+from livemig.migration import POSTCOPY_GIVE_UP
 from livemig.policy import DefaultsProfile
 from livemig.server.run import RunningServer, ensure_token, make_state_dir, start_server
 from livemig.store.sqlite import SQLiteStore
@@ -55,8 +56,10 @@ class LocalCluster:
         node_memory: int = 4 * 2**30,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
         defaults: DefaultsProfile = DefaultsProfile.DOCUMENT,
+        postcopy_give_up: float = POSTCOPY_GIVE_UP,
     ) -> None:
         self.defaults = defaults
+        self.postcopy_give_up = postcopy_give_up
         self.state_dir = Path(state_dir)
         self.node_names = [f"node-{i + 1}" for i in range(nodes)]
         self.port = port
@@ -117,6 +120,7 @@ class LocalCluster:
             self.clock,
             memory_capacity=self.node_memory,
             disk_root=self.disk_root,
+            postcopy_give_up=self.postcopy_give_up,
         )
         self.agents.append(agent)
         self.tasks.append(asyncio.create_task(agent.run(), name=f"agent-{name}"))

@@ -3,6 +3,7 @@ agents and QEMU VMs, all started by the test and all stopped at its end."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from livemig.api.builders import hyperconverged, make_test_guest_vm, migration_request
+from livemig.api.lifecycle import VMIPhase, VMIStatus
 from livemig.client import ApiClient
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster
@@ -137,3 +139,65 @@ async def start_vms_on(
 async def finished(client: ApiClient, name: str) -> dict[str, Any] | None:
     m = await client.get("migrations", name, "default")
     return m if (m.get("status") or {}).get("phase") in ("Succeeded", "Failed") else None
+
+
+def qemu_folders(folder: Path) -> dict[int, str]:
+    """pid → the VM folder of each QEMU process under ``folder`` (from its -pidfile)."""
+    found = {}
+    for pid, args in qemus_of(folder).items():
+        parts = args.split()
+        if "-pidfile" in parts:
+            found[pid] = str(Path(parts[parts.index("-pidfile") + 1]).parent)
+    return found
+
+
+def ledgers(folder: Path) -> dict[str, dict[str, Any]]:
+    """node → its agent's ledger, as on disk."""
+    return {
+        path.parent.name: json.loads(path.read_text())
+        for path in (folder / "nodes").glob("*/vms.json")
+    }
+
+
+async def exactly_once(client: ApiClient, folder: Path, names: list[str]) -> str | None:
+    """None when every named VM runs in exactly one QEMU, that QEMU is in the ledger of the
+    node its VMI names, the VMI says Running, and no QEMU under ``folder`` is unmanaged;
+    otherwise what is wrong (for wait_until: falsy means "not yet")."""
+    procs = qemu_folders(folder)
+    books = ledgers(folder)
+    managed = {
+        e["handle"]: node
+        for node, book in books.items()
+        for part in ("local", "incoming")
+        for e in book.get(part, {}).values()
+    }
+    unmanaged = {pid: f for pid, f in procs.items() if f not in managed}
+    if unmanaged:
+        return f"unmanaged QEMUs: {unmanaged}"
+    for name in names:
+        vmi = await client.get("vmis", name, "default")
+        st = VMIStatus.of(vmi)
+        if st.phase is not VMIPhase.RUNNING or st.node is None:
+            return f"VMI {name} is {st.phase.value or 'Pending'} ({st.reason})"
+        entry = books.get(st.node, {}).get("local", {}).get(f"default/{name}")
+        if entry is None:
+            return f"VMI {name} says {st.node}, whose ledger does not have it"
+        runs = [pid for pid, f in procs.items() if f == entry["handle"]]
+        copies = [pid for pid, args in qemus_of(folder).items() if f"guest=default_{name} " in args]
+        if len(runs) != 1 or len(copies) != 1:
+            return f"VM {name}: {len(runs)} QEMU in its ledger folder, {len(copies)} in all"
+        ready = next(c for c in vmi["status"]["conditions"] if c["type"] == "Ready")
+        if f"pid {runs[0]} " not in ready["message"] + " ":
+            return f"VMI {name}'s Ready condition names another process: {ready['message']}"
+    return None
+
+
+async def settled_exactly_once(
+    client: ApiClient, folder: Path, names: list[str], within: float = 60
+) -> None:
+    """Wait until :func:`exactly_once` holds; fail with the last thing wrong otherwise."""
+    deadline = clock.now() + within
+    while (wrong := await exactly_once(client, folder, names)) is not None:
+        if clock.now() > deadline:
+            raise AssertionError(f"not exactly once after {within} s: {wrong}")
+        await clock.sleep(0.2)

@@ -305,12 +305,14 @@ class NodeAgent:
                 continue  # a migration's runner reports its own source's death
             self.local.pop(key)
             self._forget(key)
+            await local.vm.stop()  # releases its sockets; there is no process left to end
             reason = f"its QEMU (pid {local.vm.pid}) exited unexpectedly on {self.node}"
             log.warning("%s: VMI %s/%s: %s", self.node, *key, reason)
             await self._vmi_lost(key, reason)
         for mkey, inc in list(self.incoming.items()):
             if not inc.vm.alive():
                 self._drop_incoming(mkey)
+                await inc.vm.stop()
                 await self._fail_unstarted(mkey, f"the target QEMU on {self.node} exited")
                 continue
             sample = await inc.vm.stats()

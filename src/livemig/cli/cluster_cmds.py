@@ -30,6 +30,7 @@ from livemig.client import ApiClient
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster, default_state_dir, find_cluster
 from livemig.errors import AlreadyExists, LivemigError, LoadError, NotFound, QuantityError
+from livemig.migration import POSTCOPY_GIVE_UP
 from livemig.policy import DefaultsProfile
 from livemig.tasks import cancel_and_wait
 
@@ -64,6 +65,16 @@ TokenOption = Annotated[
     ),
 ]
 NamespaceOption = Annotated[str | None, typer.Option("-n", "--namespace", metavar="NS")]
+PostcopyGiveUpOption = Annotated[
+    float,
+    typer.Option(
+        "--postcopy-give-up",
+        metavar="SECONDS",
+        min=0.0,
+        help="How long a post-copy migration whose link broke may wait for it to come back "
+        "before it is given up (the guest is then lost: its memory is split across two hosts).",
+    ),
+]
 DefaultsOption = Annotated[
     DefaultsProfile,
     typer.Option(
@@ -162,6 +173,7 @@ def register(app: typer.Typer) -> None:
         port: Annotated[int, typer.Option(help="API port on 127.0.0.1 (0: any free).")] = 0,
         node_memory: Annotated[str, typer.Option(help="Memory each node offers.")] = "4Gi",
         defaults: DefaultsOption = DefaultsProfile.DOCUMENT,
+        postcopy_give_up: PostcopyGiveUpOption = POSTCOPY_GIVE_UP,
     ) -> None:
         """Run a whole cluster in this process: API server, controller and N node agents.
 
@@ -178,6 +190,7 @@ def register(app: typer.Typer) -> None:
                 port,
                 node_memory=memory_option(node_memory, "--node-memory"),
                 defaults=defaults,
+                postcopy_give_up=postcopy_give_up,
             )
             await cluster.start()
             out.print(
@@ -275,6 +288,7 @@ def register(app: typer.Typer) -> None:
                 help="The only folder hostDisk images may come from (default: STATE/disks).",
             ),
         ] = None,
+        postcopy_give_up: PostcopyGiveUpOption = POSTCOPY_GIVE_UP,
     ) -> None:
         """Run a node agent: this node's VMs as QEMU processes, and their migrations.
 
@@ -297,6 +311,7 @@ def register(app: typer.Typer) -> None:
                     memory_capacity=memory_option(memory, "--memory"),
                     address=address,
                     disk_root=disk_root or (state or default_state_dir()) / "disks",
+                    postcopy_give_up=postcopy_give_up,
                 )
                 task = asyncio.create_task(the_agent.run())
                 await stop.wait()

@@ -1,0 +1,207 @@
+"""Faults with real QEMU processes, in one test cluster: a VM's QEMU killed outside and during a
+migration, the target's QEMU killed in pre-copy and in post-copy, the source agent restarted
+mid-migration. Each ends exactly once: every VM runs in one managed QEMU that its VMI names,
+and every migration has an honest final phase and reason."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+from livemig.api.lifecycle import MigrationStatus, Phase, VMIPhase, VMIStatus
+from livemig.client import ApiClient
+from livemig.errors import NotFound
+from livemig.migration import POSTCOPY_LOST
+
+from .conftest import (
+    clock,
+    finished,
+    hco,
+    local_cluster,
+    migration,
+    policy,
+    requires_qemu,
+    settled_exactly_once,
+    start_vms_on,
+    vm,
+    wait_until,
+)
+
+pytestmark = requires_qemu
+
+
+async def phase_is(client: ApiClient, name: str, *phases: Phase) -> bool:
+    return MigrationStatus.of(await client.get("migrations", name, "default")).phase in phases
+
+
+async def moving(client: ApiClient, name: str) -> bool:
+    """Running, with bytes on the wire."""
+    st = MigrationStatus.of(await client.get("migrations", name, "default"))
+    return st.phase is Phase.RUNNING and st.figures is not None and st.figures.processed > 0
+
+
+async def vmi_pid(client: ApiClient, name: str) -> int | None:
+    try:
+        vmi = await client.get("vmis", name, "default")
+    except NotFound:
+        return None  # between a failed VMI and its restart
+    if VMIStatus.of(vmi).phase is not VMIPhase.RUNNING:
+        return None
+    ready = next(c for c in vmi["status"]["conditions"] if c["type"] == "Ready")
+    return int(ready["message"].split()[2])
+
+
+async def _vm_qemu_killed(folder: Path) -> tuple[int, int, list[str]]:
+    async with local_cluster(folder, nodes=2) as (cluster, client):
+        await start_vms_on(client, "node-1", cluster.node_names, [vm("k", rate="1Mi")])
+        before = await vmi_pid(client, "k")
+        assert before is not None
+        os.kill(before, signal.SIGKILL)
+
+        async def restarted() -> int | None:
+            pid = await vmi_pid(client, "k")
+            return pid if pid not in (None, before) else None
+
+        after = await wait_until("the VM started again", restarted, 60)
+        await settled_exactly_once(client, folder, ["k"])
+        events, _ = await client.list("Event", "default")
+        return before, after, [e["reason"] for e in events]
+
+
+def test_a_killed_vm_qemu_fails_its_vmi_and_run_strategy_always_starts_it_again(
+    tmp_path: Path,
+) -> None:
+    before, after, reasons = asyncio.run(_vm_qemu_killed(tmp_path))
+    assert after != before
+    assert "Failed" in reasons and "Restarting" in reasons  # said on the VMI and on the VM
+
+
+async def _source_killed(folder: Path) -> tuple[MigrationStatus, int, int]:
+    async with local_cluster(folder, nodes=2) as (cluster, client):
+        await client.create(hco(bandwidthPerMigration="8Mi"))
+        await start_vms_on(client, "node-1", cluster.node_names, [vm("s", ws="64Mi", rate="1Mi")])
+        before = await vmi_pid(client, "s")
+        assert before is not None
+        await client.create(migration("m", "s"))
+        await wait_until("bytes moving", lambda: moving(client, "m"), 30)
+        os.kill(before, signal.SIGKILL)
+        done = await wait_until("migration", lambda: finished(client, "m"), 30)
+        await settled_exactly_once(client, folder, ["s"])
+        after = await vmi_pid(client, "s")
+        assert after is not None
+        return MigrationStatus.of(done), before, after
+
+
+def test_the_source_qemu_killed_mid_migration_fails_it_in_words_and_the_vm_restarts(
+    tmp_path: Path,
+) -> None:
+    done, before, after = asyncio.run(_source_killed(tmp_path))
+    assert done.phase is Phase.FAILED
+    assert done.reason == "the source QEMU of default_s exited during the migration"
+    assert done.figures is not None and done.figures.processed > 0  # its last figures stay
+    assert after != before
+
+
+async def _target_killed_in_precopy(folder: Path) -> tuple[MigrationStatus, str, str]:
+    async with local_cluster(folder, nodes=2) as (cluster, client):
+        await client.create(hco(bandwidthPerMigration="8Mi"))
+        await start_vms_on(client, "node-1", cluster.node_names, [vm("t", ws="64Mi", rate="1Mi")])
+        await client.create(migration("m1", "t"))
+        await wait_until("bytes moving", lambda: moving(client, "m1"), 30)
+        target = cluster.agents[1]
+        (incoming,) = target.incoming.values()
+        assert incoming.vm.pid is not None
+        os.kill(incoming.vm.pid, signal.SIGKILL)
+        done = await wait_until("migration", lambda: finished(client, "m1"), 30)
+        await settled_exactly_once(client, folder, ["t"])
+        stayed = VMIStatus.of(await client.get("vmis", "t", "default")).node or ""
+        await client.create(migration("m2", "t"))  # a retry, once the node is fine again
+        again = await wait_until("retry", lambda: finished(client, "m2"), 60)
+        await settled_exactly_once(client, folder, ["t"])
+        return MigrationStatus.of(done), stayed, MigrationStatus.of(again).phase.value
+
+
+def test_the_target_qemu_killed_in_pre_copy_fails_it_the_vm_stays_and_a_retry_works(
+    tmp_path: Path,
+) -> None:
+    done, stayed, retry = asyncio.run(_target_killed_in_precopy(tmp_path))
+    assert done.phase is Phase.FAILED
+    assert done.reason is not None and "the VM runs on the source" in done.reason
+    assert stayed == "node-1"
+    assert retry == "Succeeded"
+
+
+async def _target_lost_in_post_copy(folder: Path) -> tuple[MigrationStatus, str | None, int]:
+    async with local_cluster(folder, nodes=2, postcopy_give_up=3.0) as (cluster, client):
+        await client.create(
+            policy(
+                "heavy",
+                {"workload": "db"},
+                allowPostCopy=True,
+                allowWorkloadDisruption=True,
+                bandwidthPerMigration="2Mi",  # post-copy's background push too: it lasts
+                completionTimeoutPerGiB=8,  # 1 s for 128 Mi
+            )
+        )
+        await start_vms_on(
+            client, "node-1", cluster.node_names, [vm("db", {"workload": "db"}, rate="16Mi")]
+        )
+        before = await vmi_pid(client, "db")
+        await client.create(migration("m", "db"))
+
+        async def in_post_copy() -> bool:
+            st = MigrationStatus.of(await client.get("migrations", "m", "default"))
+            return st.in_post_copy and st.phase is Phase.RUNNING
+
+        await wait_until("post-copy", in_post_copy, 30)
+        (incoming,) = cluster.agents[1].incoming.values()
+        assert incoming.vm.pid is not None
+        os.kill(incoming.vm.pid, signal.SIGKILL)
+        done = await wait_until("migration", lambda: finished(client, "m"), 30)
+        vmi_failed_reason = None
+        events, _ = await client.list("Event", "default")
+        for e in events:
+            if e["reason"] == "Failed" and e["involvedObject"]["name"] == "db":
+                vmi_failed_reason = e["message"]
+        # The split guest is not saved; runStrategy Always boots the VM afresh, once.
+        await settled_exactly_once(client, folder, ["db"])
+        after = await vmi_pid(client, "db")
+        assert after is not None and after != before
+        return MigrationStatus.of(done), vmi_failed_reason, len(cluster.agents[0].local)
+
+
+def test_the_target_lost_in_post_copy_is_said_and_the_split_source_stopped(
+    tmp_path: Path,
+) -> None:
+    done, vmi_reason, _ = asyncio.run(_target_lost_in_post_copy(tmp_path))
+    assert done.phase is Phase.FAILED and done.reason == POSTCOPY_LOST
+    assert vmi_reason == POSTCOPY_LOST
+
+
+async def _source_agent_restarted(folder: Path, pause: float) -> tuple[MigrationStatus, str]:
+    async with local_cluster(folder, nodes=2) as (cluster, client):
+        await client.create(hco(bandwidthPerMigration="16Mi"))
+        await start_vms_on(client, "node-1", cluster.node_names, [vm("r", ws="64Mi", rate="1Mi")])
+        await client.create(migration("m", "r"))
+        await wait_until("bytes moving", lambda: moving(client, "m"), 30)
+        await cluster.stop_agent(cluster.agents[0], stop_vms=False)  # its QEMUs run on
+        await clock.sleep(pause)
+        cluster.start_agent("node-1")
+        done = await wait_until("migration", lambda: finished(client, "m"), 60)
+        await settled_exactly_once(client, folder, ["r"])
+        return MigrationStatus.of(done), VMIStatus.of(
+            await client.get("vmis", "r", "default")
+        ).node or ""
+
+
+def test_a_source_agent_restarted_mid_migration_takes_it_over_from_qemu(tmp_path: Path) -> None:
+    done, node = asyncio.run(_source_agent_restarted(tmp_path, 0.3))
+    assert done.phase is Phase.SUCCEEDED and node == "node-2"
+
+
+def test_a_source_agent_back_after_qemu_finished_completes_the_hand_over(tmp_path: Path) -> None:
+    # 64 Mi at 16 Mi/s: QEMU is done well within the 8 s the agent is away.
+    done, node = asyncio.run(_source_agent_restarted(tmp_path, 8.0))
+    assert done.phase is Phase.SUCCEEDED and node == "node-2"
