@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable
 from typing import Protocol, TypeVar
@@ -60,3 +61,22 @@ class LoopClock(RealClock):
 
     def wall(self) -> float:
         return self.epoch + self.now()
+
+
+class Backoff:
+    """Delays for retrying a call that failed: ``first`` doubling to ``cap``, each jittered
+    down by up to half, so that many clients cut off together do not all call back at once."""
+
+    def __init__(self, first: float, cap: float, rng: random.Random | None = None) -> None:
+        self.first = first
+        self.cap = cap
+        self._rng = rng or random.Random()
+        self._next = first
+
+    def next(self) -> float:
+        delay = self._next * self._rng.uniform(0.5, 1.0)
+        self._next = min(self._next * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.first

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from livemig.client import ApiClient
-from livemig.clock import Clock
+from livemig.clock import Backoff, Clock
 from livemig.errors import Gone, LivemigError
 from livemig.tasks import cancel_and_wait
 
@@ -70,9 +70,11 @@ class Informer:
         await self._all_synced.wait()
 
     async def _watch(self, kind: str) -> None:
+        backoff = Backoff(0.2, 5.0)  # an API server that is away is not called 5 times a second
         while True:
             try:
                 items, since = await self.client.list(kind)
+                backoff.reset()
                 self._cache[kind] = {
                     key_of(o): o for o in items if isinstance((o or {}).get("metadata"), dict)
                 }
@@ -94,7 +96,7 @@ class Informer:
                     self.changed.set()
             except (Gone, httpx.HTTPError) as exc:
                 log.info("watch %s interrupted (%s); listing again", kind, exc)
-                await self.clock.sleep(0.2)
+                await self.clock.sleep(backoff.next())
             except (LivemigError, ValueError, KeyError, TypeError) as exc:
                 log.warning("watch %s failed (%s); listing again in 1 s", kind, exc)
                 await self.clock.sleep(1.0)

@@ -43,7 +43,7 @@ from livemig.api.models import EventType, VirtualMachineInstance
 from livemig.api.status import condition, timestamp
 from livemig.api.transfer import MigrationMode
 from livemig.client import ApiClient
-from livemig.clock import Clock
+from livemig.clock import Backoff, Clock
 from livemig.errors import (
     AlreadyExists,
     CancelRefused,
@@ -720,12 +720,12 @@ class NodeAgent:
     async def _persist(self, write: Callable[[], Awaitable[T]], what: str) -> T:
         """``write()`` until the API server takes it: transport failures are retried with a
         doubling, jittered backoff; a refusal other than that is raised."""
-        delay = RETRY_FIRST
+        backoff = Backoff(RETRY_FIRST, RETRY_CAP, self._random)
         while True:
             try:
                 return await write()
             except httpx.TransportError as exc:
-                wait = delay * self._random.uniform(0.5, 1.0)
+                wait = backoff.next()
                 log.warning(
                     "%s: cannot reach the API server to %s (%s); retrying in %.1f s",
                     self.node,
@@ -734,7 +734,6 @@ class NodeAgent:
                     wait,
                 )
                 await self.clock.sleep(wait)
-                delay = min(delay * 2, RETRY_CAP)
 
     async def _finish(self, mkey: Key, record: dict[str, Any]) -> bool:
         """Record the outcome; False if it was already decided otherwise."""

@@ -86,7 +86,10 @@ async def off(call: Callable[..., T], *args: Any) -> T:
     return await asyncio.to_thread(call, *args)
 
 
-def create_app(store: Store, token: str) -> FastAPI:
+def create_app(store: Store, token: str, stopping: asyncio.Event | None = None) -> FastAPI:
+    """The API over ``store``; when ``stopping`` is set, open watch streams end at once (a
+    server shutting down must not wait for its clients to hang up)."""
+    stopping = stopping or asyncio.Event()
     app = FastAPI(
         title="livemig",
         description="Live-migration control plane for QEMU/KVM VMs, KubeVirt-style objects.",
@@ -144,7 +147,8 @@ def create_app(store: Store, token: str) -> FastAPI:
         if watch:
             since = resource_version if resource_version is not None else await off(store.revision)
             return StreamingResponse(
-                _watch(store, cls, namespace, selector, since), media_type="application/x-ndjson"
+                _until(stopping, _watch(store, cls, namespace, selector, since)),
+                media_type="application/x-ndjson",
             )
         items, rev = await off(store.list, cls.KIND, namespace if cls.NAMESPACED else None)
         items = [o for o in items if matches_selector(selector, _labels(o))]
@@ -267,6 +271,30 @@ def _refuse_cancel_in_post_copy(obj: dict[str, Any]) -> None:
             f"migration {obj['metadata']['name']} is in post-copy and cannot be cancelled: the "
             "guest's memory is split between source and target; wait for it to end"
         )
+
+
+async def _until(stopping: asyncio.Event, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``stream``'s items until ``stopping`` is set."""
+    stop = asyncio.ensure_future(stopping.wait())
+    iterator = aiter(stream)
+    try:
+        while True:
+            item = asyncio.ensure_future(anext(iterator))
+            await asyncio.wait({item, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not item.done():
+                item.cancel()
+                await asyncio.gather(item, return_exceptions=True)
+                return
+            try:
+                yield item.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        stop.cancel()
+        await asyncio.gather(stop, return_exceptions=True)
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def _watch(

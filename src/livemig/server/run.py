@@ -44,8 +44,10 @@ class RunningServer:
     server: uvicorn.Server
     task: asyncio.Task[None]
     url: str
+    stopping: asyncio.Event
 
     async def stop(self) -> None:
+        self.stopping.set()  # open watch streams end now, so their connections can close
         self.server.should_exit = True
         await self.task
 
@@ -78,8 +80,13 @@ async def start_server(
 ) -> RunningServer:
     """Serve in this event loop; return once listening (port 0 picks a free port)."""
     sock = listen(host, port)
+    stopping = asyncio.Event()
     config = uvicorn.Config(
-        create_app(store, token), host=host, port=port, log_level="warning", lifespan="off"
+        create_app(store, token, stopping),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -89,4 +96,4 @@ async def start_server(
         await (clock or RealClock()).sleep(0.01)
     address, bound_port = sock.getsockname()[:2]
     shown = f"[{address}]" if ":" in address else address
-    return RunningServer(server, task, f"http://{shown}:{bound_port}")
+    return RunningServer(server, task, f"http://{shown}:{bound_port}", stopping)
