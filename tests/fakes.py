@@ -53,6 +53,10 @@ class FakeVM:
         self._last = 0.0
         self._postcopy = False
         self._event = asyncio.Event()
+        self.link_up = True
+
+    def mend_link(self) -> None:
+        self.link_up = True
 
     # --- what the test does to it --------------------------------------------------------
 
@@ -63,7 +67,8 @@ class FakeVM:
 
     def break_link(self) -> None:
         """As if the migration link broke: pre-copy fails, post-copy pauses (both sides wait
-        for a recovery)."""
+        for a recovery, which fails until :meth:`mend_link`)."""
+        self.link_up = False
         self._advance()
         if self._status is TransferStatus.POSTCOPY_ACTIVE:
             self._status = TransferStatus.POSTCOPY_PAUSED
@@ -143,6 +148,23 @@ class FakeVM:
         self._advance()
         self._postcopy = True
         self._status = TransferStatus.POSTCOPY_ACTIVE
+
+    async def resume_migration(self, uri: str) -> None:
+        self._record("migrate resume")
+        if not self.link_up:
+            raise HypervisorError(f"{self.name}: QMP migrate failed: Connection refused")
+        if self._status is TransferStatus.POSTCOPY_PAUSED:
+            self._last = self.clock.now()
+            self._status = TransferStatus.POSTCOPY_ACTIVE
+
+    async def pause_migration(self) -> None:
+        self._record("migrate-pause")
+        if self._status is TransferStatus.POSTCOPY_RECOVER:
+            self._status = TransferStatus.POSTCOPY_PAUSED
+
+    async def recover_incoming(self, uri: str) -> str:
+        self._record("migrate-recover")
+        return uri
 
     async def cancel_migration(self) -> None:
         self._record("migrate_cancel")

@@ -11,9 +11,12 @@ very same code against a model in virtual time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Protocol
 
 from livemig.api.lifecycle import USER_CANCEL
 from livemig.clock import Clock
@@ -24,6 +27,8 @@ from livemig.policy import MigrationConfiguration
 
 __all__ = ["USER_CANCEL", "MigrationResult", "MigrationRunner", "Outcome", "params_for"]
 
+log = logging.getLogger(__name__)
+
 TARGET_SETTLE_TIMEOUT = 10.0
 #: Seconds a post-copy migration may stay paused by a broken link before it is given up.
 POSTCOPY_GIVE_UP = 60.0
@@ -32,6 +37,30 @@ POSTCOPY_LOST = "post-copy interrupted: target lost"
 #: migration was cancelled meanwhile: the runner cancels instead), None for "cannot say now"
 #: (the record could not be written: the runner decides again on the next sample).
 SwitchHook = Callable[[MigrationMode], Awaitable[bool | None]]
+
+
+class Recovery(Protocol):
+    """How the source meets the target again after a post-copy link broke: the target offers
+    addresses to reconnect to (numbered), the source says when one is spent (its attempts at
+    it failed or hung), and the target then offers a new one."""
+
+    async def offer(self) -> tuple[int, str] | None:
+        """The target's latest offer (number, address); None if it made none yet."""
+        ...
+
+    async def spent(self, number: int) -> None:
+        """Offer ``number`` did not work: ask the target for a new one."""
+        ...
+
+
+#: Seconds between the source's attempts to reconnect a paused post-copy migration, and how
+#: long a reconnection may hang (QEMU 7.2 can stay in postcopy-recover for good when the new
+#: link breaks during its handshake) before it is paused again to be retried.
+RECOVERY_RETRY, RECOVERY_HANG = 1.0, 5.0
+#: Reconnection attempts per offer before the source asks the target for a new one.
+RECOVERY_ATTEMPTS = 3
+#: The link is broken (post-copy waits): QEMU's states while it is down or being reconnected.
+LINK_DOWN = frozenset({TransferStatus.POSTCOPY_PAUSED, TransferStatus.POSTCOPY_RECOVER})
 
 
 class Outcome(StrEnum):
@@ -93,6 +122,7 @@ class MigrationRunner:
         on_sample: Callable[[TransferStats, MonitorState], None] | None = None,
         on_switch: SwitchHook | None = None,
         postcopy_give_up: float = POSTCOPY_GIVE_UP,
+        recovery: Recovery | None = None,
     ) -> None:
         self.source = source
         self.target_uri = target_uri
@@ -103,6 +133,14 @@ class MigrationRunner:
         self.on_sample = on_sample
         self.on_switch = on_switch
         self.postcopy_give_up = postcopy_give_up
+        self.recovery = recovery
+        #: How many times a broken post-copy link was reconnected.
+        self.recovered = 0
+        self._target_lost = False
+        self._link_down_since: float | None = None  # post-copy waiting for its link
+        self._recovering_since: float | None = None
+        self._next_reconnect = 0.0
+        self._attempts: dict[int, int] = {}  # offer number → reconnection attempts
         self.state = MonitorState.start(config, data_bytes)
         self._cancel_requested: str | None = None
         self._wake = asyncio.Event()
@@ -113,6 +151,12 @@ class MigrationRunner:
     @property
     def in_post_copy(self) -> bool:
         return self.state.mode is MigrationMode.POST_COPY
+
+    def target_lost(self) -> None:
+        """The target's QEMU is known to be dead: a post-copy waiting for its link back has
+        nothing to wait for (the runner still asks the source's QEMU what it holds)."""
+        self._target_lost = True
+        self._wake.set()
 
     def cancel(self, reason: str | None = None) -> None:
         """Ask for the migration to be aborted (``reason`` is recorded; by default a user's
@@ -180,7 +224,6 @@ class MigrationRunner:
                 if not self.source.alive():
                     return self._source_died(history, actions)
                 return self._result(Outcome.FAILED, str(exc), None, history, actions)
-        paused_since: float | None = None
         while True:
             try:
                 sample = await self.source.stats()
@@ -191,27 +234,28 @@ class MigrationRunner:
             history.append(sample)
             if sample.status.finished:
                 break
-            if sample.status is TransferStatus.POSTCOPY_PAUSED:
-                paused_since = self.clock.now() if paused_since is None else paused_since
-                if self.clock.now() - paused_since >= self.postcopy_give_up:
-                    return self._result(
-                        Outcome.FAILED, POSTCOPY_LOST, None, history, actions, guest_lost=True
-                    )
-            else:
-                paused_since = None
+            if await self._tend_link(sample):
+                return self._result(
+                    Outcome.FAILED, POSTCOPY_LOST, None, history, actions, guest_lost=True
+                )
             if self.on_sample:
                 self.on_sample(sample, self.state)
             if (taken := await self._act(sample)) is not None:
                 actions.append(taken)
             wait = self._next_due(sample.elapsed)
-            if paused_since is not None:
-                wait = min(wait, paused_since + self.postcopy_give_up - self.clock.now() + 0.001)
+            if self._link_down_since is not None:
+                give_up_at = self._link_down_since + self.postcopy_give_up
+                wait = min(wait, give_up_at - self.clock.now() + 0.001)
             await self._until_something_happens(wait)
         if sample.status is TransferStatus.COMPLETED:
             if self.target is not None:
                 await self._target_takes_over(self._paused_by_us)
             return self._result(Outcome.SUCCEEDED, None, sample.downtime_ms, history, actions)
         if self.state.mode is MigrationMode.POST_COPY:
+            if await self._source_runs_on():
+                # The switch itself failed, before the target ran: QEMU kept the source whole.
+                reason = f"the switch to post-copy failed: {_in_words(sample)}"
+                return self._result(Outcome.FAILED, reason, None, history, actions)
             return self._result(
                 Outcome.FAILED, POSTCOPY_LOST, None, history, actions, guest_lost=True
             )
@@ -219,6 +263,61 @@ class MigrationRunner:
             await self.source.resume()  # the VM goes on running on the source, untouched
         reason = self._cancel_reason or _in_words(sample)
         return self._result(Outcome.FAILED, reason, sample.downtime_ms, history, actions)
+
+    async def _source_runs_on(self) -> bool:
+        """Whether the source guest still runs (QEMU's word), so nothing of it was handed over."""
+        try:
+            return await self.source.run_state() == "running"
+        except HypervisorError:
+            return False
+
+    async def _tend_link(self, sample: TransferStats) -> bool:
+        """Look after a post-copy link that broke: reconnect it to the target's offer, unstick
+        a reconnection that hangs; True once it has been down for the give-up time."""
+        now = self.clock.now()
+        if sample.status in LINK_DOWN:
+            if self._link_down_since is None:
+                self._link_down_since = now
+            if self._target_lost or now - self._link_down_since >= self.postcopy_give_up:
+                return True
+        elif self._link_down_since is not None:
+            self._link_down_since = None
+            self.recovered += 1
+        if sample.status is TransferStatus.POSTCOPY_RECOVER:
+            if self._recovering_since is None:
+                self._recovering_since = now
+            elif now - self._recovering_since >= RECOVERY_HANG:
+                # QEMU 7.2 can hang here when the new link broke during its handshake: pause
+                # it again and have the target offer a fresh address.
+                self._recovering_since = None
+                with contextlib.suppress(HypervisorError):
+                    await self.source.pause_migration()
+                for number in self._attempts:
+                    self._attempts[number] = RECOVERY_ATTEMPTS
+        else:
+            self._recovering_since = None
+        ready = self.recovery is not None and now >= self._next_reconnect
+        if sample.status is TransferStatus.POSTCOPY_PAUSED and self.recovery and ready:
+            self._next_reconnect = now + RECOVERY_RETRY
+            await self._reconnect(self.recovery)
+        return False
+
+    async def _reconnect(self, recovery: Recovery) -> None:
+        """Try once to resume a paused post-copy at the target's latest offer, or say the
+        offer is spent."""
+        offer = await recovery.offer()
+        if offer is None:
+            return
+        number, uri = offer
+        tried = self._attempts.get(number, 0)
+        if tried >= RECOVERY_ATTEMPTS:
+            await recovery.spent(number)
+            return
+        self._attempts[number] = tried + 1
+        try:
+            await self.source.resume_migration(uri)
+        except HypervisorError as exc:  # the link is still down: the next try may work
+            log.info("%s: post-copy recovery via %s failed: %s", self.source.name, uri, exc)
 
     def _source_died(
         self, history: list[TransferStats], actions: list[ActionTaken]

@@ -19,6 +19,7 @@ from livemig.api.lifecycle import VMIPhase, VMIStatus
 from livemig.client import ApiClient
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster
+from livemig.errors import NotFound
 
 MiB = 2**20
 clock = RealClock()
@@ -175,7 +176,10 @@ async def exactly_once(client: ApiClient, folder: Path, names: list[str]) -> str
     if unmanaged:
         return f"unmanaged QEMUs: {unmanaged}"
     for name in names:
-        vmi = await client.get("vmis", name, "default")
+        try:
+            vmi = await client.get("vmis", name, "default")
+        except NotFound:
+            return f"VMI {name} does not exist (being restarted?)"
         st = VMIStatus.of(vmi)
         if st.phase is not VMIPhase.RUNNING or st.node is None:
             return f"VMI {name} is {st.phase.value or 'Pending'} ({st.reason})"

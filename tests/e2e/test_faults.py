@@ -8,12 +8,16 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from livemig.api.lifecycle import MigrationStatus, Phase, VMIPhase, VMIStatus
 from livemig.client import ApiClient
 from livemig.errors import NotFound
-from livemig.migration import POSTCOPY_LOST
+from livemig.hypervisor import VM, TransferStatus
+from livemig.migration import LINK_DOWN, POSTCOPY_LOST
 
 from .conftest import (
     clock,
@@ -40,6 +44,12 @@ async def moving(client: ApiClient, name: str) -> bool:
     """Running, with bytes on the wire."""
     st = MigrationStatus.of(await client.get("migrations", name, "default"))
     return st.phase is Phase.RUNNING and st.figures is not None and st.figures.processed > 0
+
+
+async def runs_there(vm: VM) -> bool:
+    """The migration is in post-copy and the guest runs on this (target) VM."""
+    sample = await vm.stats()
+    return sample.status.in_postcopy and await vm.run_state() == "running"
 
 
 async def vmi_pid(client: ApiClient, name: str) -> int | None:
@@ -134,7 +144,9 @@ def test_the_target_qemu_killed_in_pre_copy_fails_it_the_vm_stays_and_a_retry_wo
 
 
 async def _target_lost_in_post_copy(folder: Path) -> tuple[MigrationStatus, str | None, int]:
-    async with local_cluster(folder, nodes=2, postcopy_give_up=3.0) as (cluster, client):
+    # A give-up time longer than the test waits: the target agent's word that its QEMU died
+    # must end it, not the timer.
+    async with local_cluster(folder, nodes=2, postcopy_give_up=600.0) as (cluster, client):
         await client.create(
             policy(
                 "heavy",
@@ -158,6 +170,7 @@ async def _target_lost_in_post_copy(folder: Path) -> tuple[MigrationStatus, str 
         await wait_until("post-copy", in_post_copy, 30)
         (incoming,) = cluster.agents[1].incoming.values()
         assert incoming.vm.pid is not None
+        await wait_until("the guest running on the target", lambda: runs_there(incoming.vm), 30)
         os.kill(incoming.vm.pid, signal.SIGKILL)
         done = await wait_until("migration", lambda: finished(client, "m"), 30)
         vmi_failed_reason = None
@@ -205,3 +218,92 @@ def test_a_source_agent_back_after_qemu_finished_completes_the_hand_over(tmp_pat
     # 64 Mi at 16 Mi/s: QEMU is done well within the 8 s the agent is away.
     done, node = asyncio.run(_source_agent_restarted(tmp_path, 8.0))
     assert done.phase is Phase.SUCCEEDED and node == "node-2"
+
+
+def tcp_ports_of(pid: int) -> set[str]:
+    """The local ports of ``pid``'s established TCP connections (its migration streams: QMP
+    and the console are unix sockets)."""
+    listed = subprocess.run(
+        ["ss", "-tnpH", "state", "established"], capture_output=True, text=True, check=True
+    ).stdout
+    return {
+        line.split()[2].rsplit(":", 1)[1] for line in listed.splitlines() if f"pid={pid}," in line
+    }
+
+
+async def cut_link(pid: int) -> int:
+    """Break the migration link of the target QEMU ``pid``: its TCP connections are destroyed
+    (``ss -K``), which resets both ends, as a broken link or a restarted router does."""
+    cuts = 0
+    for port in await asyncio.to_thread(tcp_ports_of, pid):
+        await asyncio.to_thread(
+            subprocess.run, ["ss", "-K", "sport", "=", port], capture_output=True, check=False
+        )
+        cuts += 1
+    return cuts
+
+
+async def _link_cut_in_post_copy(folder: Path) -> tuple[MigrationStatus, int, list[str]]:
+    async with local_cluster(folder, nodes=2, postcopy_give_up=60.0) as (cluster, client):
+        await client.create(
+            policy(
+                "heavy",
+                {"workload": "db"},
+                allowPostCopy=True,
+                allowWorkloadDisruption=True,
+                bandwidthPerMigration="1Mi",  # post-copy's background push lasts ~1.5 min
+                completionTimeoutPerGiB=8,
+            )
+        )
+        await start_vms_on(
+            client, "node-1", cluster.node_names, [vm("db", {"workload": "db"}, rate="16Mi")]
+        )
+        await client.create(migration("m", "db"))
+
+        async def in_post_copy() -> bool:
+            st = MigrationStatus.of(await client.get("migrations", "m", "default"))
+            return st.in_post_copy and st.phase is Phase.RUNNING
+
+        await wait_until("post-copy", in_post_copy, 30)
+        (incoming,) = cluster.agents[1].incoming.values()
+        assert incoming.vm.pid is not None
+
+        await wait_until("the guest running on the target", lambda: runs_there(incoming.vm), 30)
+        source = cluster.agents[0].local[("default", "db")].vm
+        for round_ in (1, 2):  # the link breaks, comes back, and breaks again
+
+            async def broken() -> bool:
+                # Cut until a side says the link is down: a connection QEMU had already left
+                # may be the one cut.
+                await cut_link(incoming.vm.pid)
+                await clock.sleep(0.3)
+                sides = [await source.stats(), await incoming.vm.stats()]
+                return any(x.status in LINK_DOWN for x in sides)
+
+            await wait_until(f"the link broken ({round_})", broken, 20)
+
+            async def recovered(n: int = round_) -> bool:
+                st = MigrationStatus.of(await client.get("migrations", "m", "default"))
+                if st.finished:
+                    return True
+                sides = [await source.stats(), await incoming.vm.stats()]
+                active = all(x.status is TransferStatus.POSTCOPY_ACTIVE for x in sides)
+                return st.recoveries >= n and active
+
+            await wait_until(f"recovery {round_}", recovered, 30)
+            await clock.sleep(1.0)  # pages flow again for a while
+        done = await wait_until("migration", lambda: finished(client, "m"), 90)
+        await settled_exactly_once(client, folder, ["db"])
+        local = cluster.agents[1].local[("default", "db")]
+        bad = (await local.vm.check_memory()).bad_pages
+        events, _ = await client.list("Event", "default")
+        return MigrationStatus.of(done), bad, [e["reason"] for e in events]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="ss -K (cutting a TCP link) needs root")
+def test_a_post_copy_link_that_breaks_twice_is_recovered_with_no_page_lost(tmp_path: Path) -> None:
+    done, bad, reasons = asyncio.run(_link_cut_in_post_copy(tmp_path))
+    assert done.phase is Phase.SUCCEEDED, done.reason
+    assert done.recoveries >= 2
+    assert bad == 0
+    assert "PostCopyPaused" in reasons and "PostCopyResumed" in reasons

@@ -41,6 +41,8 @@ STEPS: dict[str, Step] = {
     "fail": lambda s: s.fail("broke", NOW),
     "fail_before_transfer": lambda s: s.fail_before_transfer("node gone", NOW),
     "request_abort": lambda s: s.request_abort("target silent"),
+    "report_target_lost": lambda s: s.report_target_lost(),
+    "offer_recovery": lambda s: s.switch_mode(MigrationMode.POST_COPY).offer_recovery("tcp:h:2"),
 }
 #: The happy path, in order; the status reached after each step.
 PATH = ["admit", "schedule", "preparing", "target_ready", "start"]
@@ -68,7 +70,15 @@ ALLOWED: dict[Phase, set[str]] = {
     Phase.SCHEDULED: {"preparing", "fail", "fail_before_transfer"},
     Phase.PREPARING_TARGET: {"target_ready", "fail", "fail_before_transfer"},
     Phase.TARGET_READY: {"start", "fail", "fail_before_transfer"},
-    Phase.RUNNING: {"progress", "switch_mode", "finish", "fail", "request_abort"},
+    Phase.RUNNING: {
+        "progress",
+        "switch_mode",
+        "finish",
+        "fail",
+        "request_abort",
+        "offer_recovery",
+        "report_target_lost",
+    },
     Phase.SUCCEEDED: set(),
     Phase.FAILED: set(),
 }
@@ -205,3 +215,13 @@ def test_a_failed_vmi_stays_failed_and_only_its_node_can_fail_it() -> None:
     st = VMIStatus.of(failed)
     assert st.phase is VMIPhase.FAILED and st.reason == "its QEMU died" and not st.on("node-1")
     assert vmi_failed(failed, "again") is None
+
+
+def test_a_recovery_is_offered_only_in_post_copy_and_counted() -> None:
+    with pytest.raises(IllegalTransition):
+        at(Phase.RUNNING).offer_recovery("tcp:h:1")
+    st = at(Phase.RUNNING).switch_mode(MigrationMode.POST_COPY)
+    st = st.offer_recovery("tcp:h:1").offer_recovery("tcp:h:2")
+    assert (st.recoveries, st.recovery_address) == (2, "tcp:h:2")
+    again = MigrationStatus.from_status(st.to_status())
+    assert (again.recoveries, again.recovery_address) == (2, "tcp:h:2")

@@ -182,3 +182,42 @@ def test_a_post_copy_cut_off_for_longer_than_the_give_up_time_is_lost_honestly()
     assert result.outcome is Outcome.FAILED and result.guest_lost
     assert result.failure_reason == POSTCOPY_LOST
     assert 45.0 <= waited <= 45.3
+
+
+def test_a_post_copy_link_that_comes_back_is_resumed_and_completes() -> None:
+    async def go() -> tuple[MigrationResult, FakeVM, MigrationRunner, Target]:
+        vm = heavy_vm()
+        target = Target()
+        runner = MigrationRunner(
+            vm, "tcp:target:1", HEAVY, GIB, LoopClock(), postcopy_give_up=45.0, recovery=target
+        )
+        task = asyncio.create_task(runner.run())
+        await asyncio.sleep(151)
+        vm.break_link()
+        await asyncio.sleep(5)
+        target.offers.append("tcp:target:2")  # the target listens again; the link is still down
+        await asyncio.sleep(10)
+        vm.mend_link()
+        return await task, vm, runner, target
+
+    result, vm, runner, target = run_virtual(go())
+    assert result.succeeded and result.mode is MigrationMode.POST_COPY
+    tries = sent(vm, "migrate resume")
+    # Each offer is tried a few times, then declared spent; the target offers anew each time.
+    assert len(tries) >= 6 and target.spent_numbers[:2] == [1, 2]
+    assert runner.recovered == 1
+
+
+class Target:
+    """The target's side of the recovery protocol: a new offer whenever one is spent."""
+
+    def __init__(self) -> None:
+        self.offers: list[str] = []
+        self.spent_numbers: list[int] = []
+
+    async def offer(self) -> tuple[int, str] | None:
+        return (len(self.offers), self.offers[-1]) if self.offers else None
+
+    async def spent(self, number: int) -> None:
+        self.spent_numbers.append(number)
+        self.offers.append(f"tcp:target:{100 + number}")

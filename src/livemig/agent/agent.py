@@ -78,6 +78,9 @@ REPORT_INTERVAL = 1.0
 #: Seconds a target whose QEMU completed a migration waits for the source to record it before
 #: recording it itself (the source's record carries the transfer figures; a dead source's none).
 HANDOVER_GRACE = 10.0
+#: Seconds between a target's looks at its incoming QEMUs for a broken post-copy link, and
+#: before it offers a new recovery address when an offer was not taken.
+RECOVERY_WATCH, RECOVERY_REOFFER = 0.5, 5.0
 #: Backoff for calls the API server must take (outcomes, hand-overs, start-up): doubling, with
 #: jitter so that agents do not all call back at the same instant after an outage.
 RETRY_FIRST, RETRY_CAP = 0.5, 10.0
@@ -100,6 +103,7 @@ class Outgoing:
     task: asyncio.Task[None]
     last_report: float = 0.0
     report: asyncio.Task[Any] | None = None
+    link_broken: bool = False  # post-copy paused by a broken link, as last sampled
 
 
 @dataclass
@@ -118,6 +122,7 @@ class Incoming:
     vm: VM
     vmi: Key
     completed_at: float | None = None
+    offered_at: float | None = None  # when it last listened again after a broken link
 
 
 class NodeAgent:
@@ -156,6 +161,7 @@ class NodeAgent:
         self.events = EventRecorder(client, f"livemig-agent/{node}", clock)
         self.each = PerObject(self.informer, self.events, clock, *backoff)
         self._random = random.Random()
+        self._background: set[asyncio.Task[None]] = set()
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.wall(), UTC)
@@ -171,6 +177,7 @@ class NodeAgent:
         for key, reason in lost:
             await self._persist(partial(self._vmi_lost, key, reason), f"fail {_text(key)}")
         beat = asyncio.create_task(self._heartbeats())
+        recover = asyncio.create_task(self._recoveries())
         try:
             await reconcile_forever(
                 self.informer,
@@ -184,6 +191,7 @@ class NodeAgent:
                 ),
             )
         finally:
+            await cancel_and_wait(recover)
             await cancel_and_wait(beat)
 
     async def shutdown(self, stop_vms: bool) -> None:
@@ -313,7 +321,7 @@ class NodeAgent:
             if not inc.vm.alive():
                 self._drop_incoming(mkey)
                 await inc.vm.stop()
-                await self._fail_unstarted(mkey, f"the target QEMU on {self.node} exited")
+                await self._target_died(mkey)
                 continue
             sample = await inc.vm.stats()
             if sample.status is not TransferStatus.COMPLETED:
@@ -323,21 +331,59 @@ class NodeAgent:
             elif self.clock.now() - inc.completed_at >= HANDOVER_GRACE:
                 await self._target_records_success(mkey, inc)
 
+    async def _recoveries(self) -> None:
+        while True:
+            await self.clock.sleep(RECOVERY_WATCH)
+            for mkey, inc in list(self.incoming.items()):
+                try:
+                    await self._offer_recovery(mkey, inc)
+                except (LivemigError, httpx.HTTPError) as exc:
+                    log.warning("%s: post-copy recovery of %s/%s: %s", self.node, *mkey, exc)
+
+    async def _offer_recovery(self, mkey: Key, inc: Incoming) -> None:
+        """Target side of a post-copy recovery: when QEMU says the link broke, or the source
+        says the last offer did not work, listen again and say where (the source reconnects
+        with ``migrate resume``)."""
+        if not inc.vm.alive():
+            return
+        raw = self.informer.get(VMIM, mkey[1], mkey[0])
+        wanted = raw is not None and MigrationStatus.of(raw).recovery_wanted
+        status = (await inc.vm.stats()).status
+        paused = status is TransferStatus.POSTCOPY_PAUSED
+        if not paused and not wanted:
+            inc.offered_at = None
+            return
+        now = self.clock.now()
+        if not wanted and inc.offered_at is not None and now - inc.offered_at < RECOVERY_REOFFER:
+            return  # the source has not tried our offer yet
+        if not paused:
+            # The source gave up on a reconnection QEMU still thinks is alive (a link that
+            # broke during the recovery handshake): end it, to listen afresh.
+            await inc.vm.pause_migration()
+        address = await inc.vm.recover_incoming(f"tcp:{self.address}:0")
+        inc.offered_at = now
+        log.warning("%s: post-copy link of %s/%s broke; listening on %s", self.node, *mkey, address)
+        await self._migration_step(mkey, lambda st: st.offer_recovery(address))
+
     async def _vmi_lost(self, key: Key, reason: str) -> None:
         out = await self._vmi_write(key, partial(vmi_failed, reason=reason, node=self.node))
         if out is not None and VMIStatus.of(out).phase is VMIPhase.FAILED:
             await self.events.record(out, EventType.WARNING, "Failed", reason)
 
-    async def _fail_unstarted(self, mkey: Key, reason: str) -> None:
-        """Fail a migration that has not started moving memory (a Running one is the source
-        runner's to end: it sees the stream break)."""
+    async def _target_died(self, mkey: Key) -> None:
+        """Our incoming QEMU died: fail its migration if nothing moved yet. A Running one is
+        the source's to end, from what its QEMU says (only it knows whether the guest was
+        still whole there); it is told the target is gone, so that a post-copy waiting for a
+        broken link is given up at once instead of after the give-up time."""
         raw = self.informer.get(VMIM, mkey[1], mkey[0])
-        if raw is not None and MigrationStatus.of(raw).phase in (
-            Phase.SCHEDULED,
-            Phase.PREPARING_TARGET,
-            Phase.TARGET_READY,
-        ):
-            await self._migration_step(mkey, lambda st: st.fail(reason, self._now()))
+        st = MigrationStatus.of(raw) if raw is not None else None
+        if st is None:
+            return
+        if st.phase is Phase.RUNNING:
+            await self._migration_step(mkey, lambda s: s.report_target_lost())
+        elif st.holds_slot:
+            reason = f"the target QEMU on {self.node} exited"
+            await self._migration_step(mkey, lambda s: s.fail_before_transfer(reason, self._now()))
 
     async def _target_records_success(self, mkey: Key, inc: Incoming) -> None:
         """QEMU here completed the migration long ago and the source said nothing (its agent is
@@ -551,7 +597,11 @@ class NodeAgent:
                 continue
             out = self.outgoing.get(m.key)
             if out is not None:
-                if not out.task.done() and (st.phase is Phase.FAILED or st.abort_requested):
+                if out.task.done():
+                    continue
+                if st.target_lost:
+                    out.runner.target_lost()
+                if st.phase is Phase.FAILED or st.abort_requested:
                     # Failed by someone else (its VMI was deleted), or asked to abort.
                     with contextlib.suppress(CancelRefused):
                         out.runner.cancel(st.abort_requested or st.reason)
@@ -583,6 +633,7 @@ class NodeAgent:
             on_sample=lambda sample, _state: self._progress(m.key, sample),
             on_switch=partial(self._record_switch, m.key),
             postcopy_give_up=self.postcopy_give_up,
+            recovery=_ThroughTheApi(self, m.key),
         )
 
     async def _start_outgoing(self, m: MigrationObject) -> None:
@@ -638,7 +689,13 @@ class NodeAgent:
     def _progress(self, mkey: Key, sample: TransferStats) -> None:
         """Report the transfer at most once a second, without holding up the runner."""
         out = self.outgoing.get(mkey)
-        if out is None or (out.report is not None and not out.report.done()):
+        if out is None:
+            return
+        broken = sample.status is TransferStatus.POSTCOPY_PAUSED
+        if broken != out.link_broken:
+            out.link_broken = broken
+            self._link_event(mkey, broken)
+        if out.report is not None and not out.report.done():
             return
         if self.clock.now() - out.last_report < REPORT_INTERVAL:
             return
@@ -647,6 +704,24 @@ class NodeAgent:
         out.report = asyncio.create_task(
             self._migration_step(mkey, lambda st: st.progress(figures))
         )
+
+    def _link_event(self, mkey: Key, broken: bool) -> None:
+        """Say on the migration that its post-copy link broke, or came back."""
+        raw = self.informer.get(VMIM, mkey[1], mkey[0])
+        if raw is None:
+            return
+        if broken:
+            event = (
+                EventType.WARNING,
+                "PostCopyPaused",
+                "the migration link broke in post-copy: both QEMUs hold their half of the guest "
+                f"and wait for it to come back (given up after {self.postcopy_give_up:.0f} s)",
+            )
+        else:
+            event = (EventType.NORMAL, "PostCopyResumed", "the post-copy link is back")
+        task = asyncio.create_task(self.events.record(raw, *event))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _run_outgoing(
         self, m: MigrationObject, runner: MigrationRunner, adopt: MigrationMode | None
@@ -783,6 +858,25 @@ class NodeAgent:
             if not missing_ok:
                 raise
             return None
+
+
+class _ThroughTheApi:
+    """A source's side of the post-copy recovery protocol (migration.Recovery): the target's
+    offers and the source's "spent" notes travel in the migration's status."""
+
+    def __init__(self, agent: NodeAgent, mkey: Key) -> None:
+        self.agent = agent
+        self.mkey = mkey
+
+    async def offer(self) -> tuple[int, str] | None:
+        raw = self.agent.informer.get(VMIM, self.mkey[1], self.mkey[0])
+        st = MigrationStatus.of(raw) if raw is not None else None
+        if st is None or not st.recoveries or st.recovery_address is None:
+            return None
+        return st.recoveries, st.recovery_address
+
+    async def spent(self, number: int) -> None:
+        await self.agent._migration_step(self.mkey, lambda st: st.spend_recovery(number))
 
 
 def _outcome_record(m: MigrationObject, result: MigrationResult) -> dict[str, Any]:

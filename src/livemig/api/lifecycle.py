@@ -133,6 +133,15 @@ class MigrationStatus:
     #: Someone asked the source to abort (a target that stopped reporting); the source agent
     #: cancels and records what QEMU really did.
     abort_requested: str | None = None
+    #: Post-copy recovery: where the target listens again after the link broke, and how many
+    #: times it has offered to (the source reconnects to each new offer).
+    recovery_address: str | None = None
+    recoveries: int = 0
+    #: The newest offer the source found spent (it asks for a new one).
+    recovery_spent: int = 0
+    #: The target's QEMU died while Running: a source waiting on a broken post-copy link has
+    #: nothing left to wait for.
+    target_lost: bool = False
     transitions: tuple[tuple[Phase, str], ...] = ()
     #: migrationState keys this version does not model, kept as they were.
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -262,6 +271,30 @@ class MigrationStatus:
             raise IllegalTransition(f"switch to {mode.value}: post-copy cannot be left")
         return replace(self, mode=mode)
 
+    def offer_recovery(self, address: str) -> MigrationStatus:
+        """The target listens again at ``address`` after the post-copy link broke."""
+        self._expect("offer a post-copy recovery", Phase.RUNNING)
+        if not self.in_post_copy:
+            raise IllegalTransition("offer a post-copy recovery: the migration is not in post-copy")
+        return replace(self, recovery_address=address, recoveries=self.recoveries + 1)
+
+    def spend_recovery(self, number: int) -> MigrationStatus:
+        """The source could not reconnect to offer ``number``: the target should offer anew."""
+        self._expect("spend a post-copy recovery offer", Phase.RUNNING)
+        if number <= self.recovery_spent:
+            raise IllegalTransition(f"offer {number} is already spent")
+        return replace(self, recovery_spent=number)
+
+    @property
+    def recovery_wanted(self) -> bool:
+        """The source has spent the latest offer and waits for a new one."""
+        return self.recoveries > 0 and self.recovery_spent >= self.recoveries
+
+    def report_target_lost(self) -> MigrationStatus:
+        """The target agent saw its incoming QEMU die while the migration ran."""
+        self._expect("report the target lost", Phase.RUNNING)
+        return replace(self, target_lost=True)
+
     def finish(
         self,
         now: datetime,
@@ -356,6 +389,10 @@ class MigrationStatus:
             reason=state.get("failureReason"),
             aborted=state.get("abortStatus") == "Succeeded",
             abort_requested=state.get("abortRequested"),
+            recovery_address=state.get("recoveryAddress"),
+            recoveries=_number(state.get("postCopyRecoveries"), int),
+            recovery_spent=_number(state.get("postCopyRecoverySpent"), int),
+            target_lost=state.get("targetLost") is True,
             transitions=transitions,
             extra={k: v for k, v in state.items() if k not in _STATE_KEYS},
         )
@@ -381,6 +418,10 @@ class MigrationStatus:
             "failureReason": self.reason if self.phase is Phase.FAILED else None,
             "abortStatus": "Succeeded" if self.aborted else None,
             "abortRequested": self.abort_requested if not self.finished else None,
+            "recoveryAddress": self.recovery_address if not self.finished else None,
+            "postCopyRecoveries": self.recoveries or None,
+            "postCopyRecoverySpent": self.recovery_spent or None,
+            "targetLost": True if self.target_lost else None,
         }
         if self.finished:
             values["completed"] = self.succeeded
@@ -422,6 +463,10 @@ _STATE_KEYS = frozenset(
         "failureReason",
         "abortStatus",
         "abortRequested",
+        "recoveryAddress",
+        "postCopyRecoveries",
+        "postCopyRecoverySpent",
+        "targetLost",
         "completed",
         "failed",
         *_FIGURE_KEYS.values(),

@@ -103,6 +103,19 @@ class VM(Protocol):
 
     async def start_postcopy(self) -> None: ...
 
+    async def resume_migration(self, uri: str) -> None:
+        """Source side of a post-copy recovery: reconnect to ``uri`` and carry on."""
+        ...
+
+    async def pause_migration(self) -> None:
+        """Force a post-copy recovery that hangs back to paused, so it can be retried."""
+        ...
+
+    async def recover_incoming(self, uri: str) -> str:
+        """Target side of a post-copy recovery: listen on ``uri`` again (``tcp:HOST:0`` picks a
+        port); the actual address."""
+        ...
+
     async def cancel_migration(self) -> None: ...
 
     async def pause(self) -> None: ...

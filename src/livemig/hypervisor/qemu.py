@@ -328,11 +328,15 @@ class QemuVM:
     async def listen(self, uri: str) -> str:
         """Start accepting the incoming migration; the actual address (port 0 is filled in)."""
         await self.execute("migrate-incoming", {"uri": uri})
+        return await self._listening(uri)
+
+    async def _listening(self, uri: str) -> str:
+        """The address an incoming VM listens on for ``uri`` (port 0 filled in)."""
         if uri.startswith("tcp:") and uri.endswith(":0"):
             info = await self.execute("query-migrate")
-            for addr in info.get("socket-address", []):
-                if addr.get("type") == "inet":
-                    return f"tcp:{addr['host']}:{addr['port']}"
+            found = [a for a in info.get("socket-address", []) if a.get("type") == "inet"]
+            if found:  # after a recovery the newest listener is last
+                return f"tcp:{found[-1]['host']}:{found[-1]['port']}"
         return uri
 
     async def start_migration(self, uri: str, params: MigrationParams) -> None:
@@ -353,6 +357,17 @@ class QemuVM:
 
     async def start_postcopy(self) -> None:
         await self.execute("migrate-start-postcopy")
+
+    async def resume_migration(self, uri: str) -> None:
+        self._migration_event.clear()
+        await self.execute("migrate", {"uri": uri, "resume": True})
+
+    async def pause_migration(self) -> None:
+        await self.execute("migrate-pause")
+
+    async def recover_incoming(self, uri: str) -> str:
+        await self.execute("migrate-recover", {"uri": uri})
+        return await self._listening(uri)
 
     async def cancel_migration(self) -> None:
         await self.execute("migrate_cancel")
