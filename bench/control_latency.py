@@ -44,8 +44,8 @@ async def _timed_start(self: QemuVM, uri: str, params: Any) -> None:
     await _start_migration(self, uri, params)
 
 
-async def _timed_run(self: MigrationRunner) -> Any:
-    result = await _run(self)
+async def _timed_run(self: MigrationRunner, adopt: Any = None) -> Any:
+    result = await _run(self, adopt)
     runs_ended.append(clock.now())
     return result
 

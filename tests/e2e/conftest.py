@@ -3,7 +3,6 @@ agents and QEMU VMs, all started by the test and all stopped at its end."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -15,11 +14,10 @@ from typing import Any
 import pytest
 
 from livemig.api.builders import hyperconverged, make_test_guest_vm, migration_request
-from livemig.api.lifecycle import VMIPhase, VMIStatus
+from livemig.audit import audit, qemu_processes
 from livemig.client import ApiClient
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster
-from livemig.errors import NotFound
 
 MiB = 2**20
 clock = RealClock()
@@ -47,15 +45,7 @@ async def local_cluster(
 
 def qemus_of(folder: Path) -> dict[int, str]:
     """pid → command line of the QEMU processes whose files are in ``folder``."""
-    found = {}
-    for proc in Path("/proc").iterdir():
-        try:
-            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if "qemu-system" in args and str(folder) in args:
-            found[int(proc.name)] = args
-    return found
+    return qemu_processes(folder)
 
 
 def _kill_qemus_in(folder: Path) -> list[int]:
@@ -142,58 +132,11 @@ async def finished(client: ApiClient, name: str) -> dict[str, Any] | None:
     return m if (m.get("status") or {}).get("phase") in ("Succeeded", "Failed") else None
 
 
-def qemu_folders(folder: Path) -> dict[int, str]:
-    """pid → the VM folder of each QEMU process under ``folder`` (from its -pidfile)."""
-    found = {}
-    for pid, args in qemus_of(folder).items():
-        parts = args.split()
-        if "-pidfile" in parts:
-            found[pid] = str(Path(parts[parts.index("-pidfile") + 1]).parent)
-    return found
-
-
-def ledgers(folder: Path) -> dict[str, dict[str, Any]]:
-    """node → its agent's ledger, as on disk."""
-    return {
-        path.parent.name: json.loads(path.read_text())
-        for path in (folder / "nodes").glob("*/vms.json")
-    }
-
-
 async def exactly_once(client: ApiClient, folder: Path, names: list[str]) -> str | None:
-    """None when every named VM runs in exactly one QEMU, that QEMU is in the ledger of the
-    node its VMI names, the VMI says Running, and no QEMU under ``folder`` is unmanaged;
+    """None when every named VM (namespace default) runs exactly once (livemig.audit);
     otherwise what is wrong (for wait_until: falsy means "not yet")."""
-    procs = qemu_folders(folder)
-    books = ledgers(folder)
-    managed = {
-        e["handle"]: node
-        for node, book in books.items()
-        for part in ("local", "incoming")
-        for e in book.get(part, {}).values()
-    }
-    unmanaged = {pid: f for pid, f in procs.items() if f not in managed}
-    if unmanaged:
-        return f"unmanaged QEMUs: {unmanaged}"
-    for name in names:
-        try:
-            vmi = await client.get("vmis", name, "default")
-        except NotFound:
-            return f"VMI {name} does not exist (being restarted?)"
-        st = VMIStatus.of(vmi)
-        if st.phase is not VMIPhase.RUNNING or st.node is None:
-            return f"VMI {name} is {st.phase.value or 'Pending'} ({st.reason})"
-        entry = books.get(st.node, {}).get("local", {}).get(f"default/{name}")
-        if entry is None:
-            return f"VMI {name} says {st.node}, whose ledger does not have it"
-        runs = [pid for pid, f in procs.items() if f == entry["handle"]]
-        copies = [pid for pid, args in qemus_of(folder).items() if f"guest=default_{name} " in args]
-        if len(runs) != 1 or len(copies) != 1:
-            return f"VM {name}: {len(runs)} QEMU in its ledger folder, {len(copies)} in all"
-        ready = next(c for c in vmi["status"]["conditions"] if c["type"] == "Ready")
-        if f"pid {runs[0]} " not in ready["message"] + " ":
-            return f"VMI {name}'s Ready condition names another process: {ready['message']}"
-    return None
+    found = await audit(client, folder, [("default", n) for n in names])
+    return None if found.ok else str(found)
 
 
 async def settled_exactly_once(

@@ -6,6 +6,7 @@ and every migration has an honest final phase and reason."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -307,3 +308,30 @@ def test_a_post_copy_link_that_breaks_twice_is_recovered_with_no_page_lost(tmp_p
     assert done.recoveries >= 2
     assert bad == 0
     assert "PostCopyPaused" in reasons and "PostCopyResumed" in reasons
+
+
+async def _forgotten_qemu(folder: Path) -> tuple[int, int | None]:
+    async with local_cluster(folder, nodes=2) as (cluster, client):
+        await start_vms_on(client, "node-1", cluster.node_names, [vm("f")])
+        before = await vmi_pid(client, "f")
+        assert before is not None
+        await cluster.stop_agent(cluster.agents[0], stop_vms=False)
+        book = folder / "nodes" / "node-1" / "vms.json"
+        data = json.loads(book.read_text())
+        data["local"].clear()  # as if the agent died before recording the QEMU it started
+        book.write_text(json.dumps(data))
+        cluster.start_agent("node-1")
+
+        async def restarted() -> int | None:
+            pid = await vmi_pid(client, "f")
+            return pid if pid not in (None, before) else None
+
+        after = await wait_until("the VM started again", restarted, 60)
+        await settled_exactly_once(client, folder, ["f"])  # the forgotten QEMU is gone
+        return before, after
+
+
+def test_a_qemu_no_ledger_knows_is_stopped_and_the_vm_runs_once(tmp_path: Path) -> None:
+    before, after = asyncio.run(_forgotten_qemu(tmp_path))
+    assert after is not None and after != before
+    assert not Path(f"/proc/{before}").exists()

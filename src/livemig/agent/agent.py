@@ -242,6 +242,10 @@ class NodeAgent:
                 continue
             self.incoming[_key(text)] = Incoming(vm, _key(incoming.vmi))
         self.ledger.save()
+        keep = [e.handle for e in self.ledger.local.values()]
+        keep += [e.handle for e in self.ledger.incoming.values()]
+        for stray in await self.hv.reap(keep):
+            log.warning("%s: stopped %s: no ledger entry manages it", self.node, stray)
         return lost
 
     def _remember(self, key: Key, vm: VM, handle: str) -> None:

@@ -7,6 +7,7 @@ runner — sees only the records and protocols defined here.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -136,6 +137,11 @@ class Hypervisor(Protocol):
 
     async def attach(self, spec: VMSpec, handle: str) -> VM:
         """The running VM at ``handle`` (an agent restarting); HypervisorError if it is gone."""
+        ...
+
+    async def reap(self, keep: Collection[str]) -> list[str]:
+        """Stop every VM under this hypervisor whose handle is not in ``keep`` (nobody manages
+        it); what was stopped."""
         ...
 
     async def start_vm(self, spec: VMSpec) -> VM: ...

@@ -16,6 +16,7 @@ import shutil
 import signal
 import stat
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -128,15 +129,21 @@ class QemuVM:
         marker = _option(str(self.qmp_path)).encode()
         return any(b"qemu-system" in a for a in args[:1]) and any(marker in a for a in args)
 
+    def _find_process(self) -> int | None:
+        """The running QEMU of this folder, found by its command line (not by a pid file: an
+        agent killed between starting QEMU and writing one leaves an old pid there)."""
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit() and self._is_ours(int(proc.name)):
+                return int(proc.name)
+        return None
+
     @classmethod
     async def attach(cls, spec: VMSpec, folder: Path, clock: Clock) -> QemuVM:
         """Take over a QEMU this process did not start (an agent restarting), by its folder."""
         vm = cls(spec, folder, clock)
-        pid_file = folder / "pid"
-        try:
-            vm._adopted_pid = int(pid_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise HypervisorError(f"{spec.name}: no QEMU to adopt in {folder}: {exc}") from exc
+        vm._adopted_pid = vm._find_process()
+        if vm._adopted_pid is None:
+            raise HypervisorError(f"{spec.name}: QEMU is gone: no QEMU process runs {folder}")
         if not vm.alive():
             raise HypervisorError(
                 f"{spec.name}: QEMU {vm._adopted_pid} is gone (or that PID is now another "
@@ -198,7 +205,6 @@ class QemuVM:
         finally:
             stderr.close()
             os.close(disk_fd)
-        (self.folder / "pid").write_text(str(self.process.pid))
         await self._connect()
 
     async def _connect(self) -> None:
@@ -517,6 +523,19 @@ class QemuHypervisor:
             raise
         return vm
 
+    async def reap(self, keep: Collection[str]) -> list[str]:
+        """Stop every QEMU under this hypervisor's folder whose handle is not in ``keep``: a
+        QEMU nobody manages (its agent died before recording it, or forgot it) is a VM
+        running twice or a leak. Returns what was stopped, for the log."""
+        stopped = []
+        for pid, folder in _qemu_folders().items():
+            if folder.parent != self.state_dir or str(folder) in keep:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                stopped.append(f"QEMU pid {pid} ({folder.name})")
+        return stopped
+
     def handle_for(self, spec: VMSpec, incoming: bool = False) -> str:
         """Where ``spec``'s QEMU lives (its folder), known before it starts, so a ledger can
         record a VM before it exists and find it again after a crash."""
@@ -570,6 +589,22 @@ def check_private_folder(folder: Path) -> None:
             f"socket folder {folder} is not a private folder of this user (owner uid "
             f"{info.st_uid}, mode {stat.S_IMODE(info.st_mode):o}); refusing to use it: remove it"
         )
+
+
+def _qemu_folders() -> dict[int, Path]:
+    """pid → VM folder (from ``-pidfile``) of every QEMU process on this machine."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"qemu-system" in args[0] and b"-pidfile" in args:
+            pidfile = args[args.index(b"-pidfile") + 1].decode(errors="replace")
+            found[int(proc.name)] = Path(pidfile).parent
+    return found
 
 
 def _pid_alive(pid: int) -> bool:
