@@ -235,6 +235,10 @@ class NodeAgent:
                 continue
             spec = entry.spec
             self.local[_key(text)] = Local(vm, (spec.dirty_rate, spec.working_set), _key(text))
+            with contextlib.suppress(HypervisorError):
+                if await vm.run_state() == "prelaunch":
+                    # Started stopped (-S), and this agent died before it said "run".
+                    await vm.resume()
         for text, incoming in list(self.ledger.incoming.items()):
             vm = await self._attach(incoming, f"the incoming VM of {text}")
             if vm is None:
@@ -435,6 +439,13 @@ class NodeAgent:
             if not status.on(self.node):
                 continue
             if key in self.local:
+                if status.phase is not VMIPhase.RUNNING:
+                    # Started here by an agent that died before it said so.
+                    vm = self.local[key].vm
+                    process = f"QEMU pid {vm.pid}"
+                    await self._vmi_write(
+                        key, partial(vmi_running, node=self.node, process=process)
+                    )
                 await self.each.run(
                     VMI, raw, "RetuneFailed", partial(self._retune, self.local[key], raw)
                 )
