@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from livemig.api.builders import hyperconverged, make_test_guest_vm, migration_request
-from livemig.api.lifecycle import MigrationStatus, Phase, VMIStatus
+from livemig.api.lifecycle import MigrationStatus, Phase
+from livemig.api.vmi_status import VMIStatus
 from livemig.audit import audit, ledgers, qemu_folders, qemu_processes
 from livemig.client import ApiClient
 from livemig.errors import LivemigError
@@ -150,7 +151,7 @@ class Chaos:
     async def populate(self, client: ApiClient) -> None:
         await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
         await client.create(
-            hyperconverged(bandwidthPerMigration="32Mi", parallelMigrationsPerCluster=3)
+            hyperconverged(bandwidthPerMigration="8Mi", parallelMigrationsPerCluster=3)
         )
         await client.create(
             {

@@ -3,8 +3,9 @@ process table and the API: the question to ask after a crash or a fault.
 
 A VM passes when exactly one QEMU runs its guest, that QEMU is in the ledger of the node its
 VMI names (so an agent manages it), and the VMI says Running with that process in its Ready
-condition. A QEMU under the state folder that no ledger holds is *unmanaged*: nobody will stop
-it, migrate it, or notice it die.
+condition. The incoming QEMU of a migration under way is a managed second process, not a second
+copy of the guest. A QEMU under the state folder that no ledger holds is *unmanaged*: nobody
+will stop it, migrate it, or notice it die.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from livemig.api.lifecycle import VMIPhase, VMIStatus
+from livemig.api.vmi_status import VMIPhase, VMIStatus
 from livemig.client import ApiClient
 from livemig.errors import NotFound
 
@@ -84,7 +85,13 @@ async def audit(client: ApiClient, state: Path, vms: list[tuple[str, str]]) -> A
         for e in (book.get(part) or {}).values()
     }
     result = Audit(unmanaged={pid: f for pid, f in procs.items() if f not in managed})
-    everything = qemu_processes(state)
+    incoming = {
+        e.get("handle") for book in books.values() for e in (book.get("incoming") or {}).values()
+    }
+    # A migration's incoming QEMU is a managed second process, not a second running guest.
+    everything = {
+        pid: args for pid, args in qemu_processes(state).items() if procs.get(pid) not in incoming
+    }
     for ns, name in vms:
         key = f"{ns}/{name}"
         try:

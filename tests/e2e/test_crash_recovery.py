@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from livemig.api.lifecycle import MigrationStatus, Phase, VMIStatus
+from livemig.api.lifecycle import MigrationStatus, Phase
+from livemig.api.vmi_status import VMIStatus
 from livemig.client import ApiClient
 from livemig.cluster import find_cluster
 from livemig.server.run import ensure_token
@@ -116,14 +117,7 @@ async def _up_killed(folder: Path, away: float) -> tuple[MigrationStatus, str, s
         up.start()
         try:
             async with api(state) as client:
-                await wait_until("nodes", lambda: _nodes(client, 2), 30)
-                await client.create(hco(bandwidthPerMigration="16Mi"))
-                await _cordon(client, "node-2", True)
-                await client.create(vm("crash", ws="96Mi", rate="1Mi"))
-                await wait_until("VM running", lambda: _running(client, "crash"), 60)
-                await _cordon(client, "node-2", False)
-                await client.create(migration("m", "crash"))
-                await wait_until("bytes moving", lambda: moving(client, "m"), 30)
+                await migrating_from_node_1(client, "crash", ws="96Mi")
             up.kill9()  # mid pre-copy: QEMU carries on alone
             await clock.sleep(away)
             up.start()
@@ -134,6 +128,19 @@ async def _up_killed(folder: Path, away: float) -> tuple[MigrationStatus, str, s
         finally:
             up.stop()
     return MigrationStatus.of(done), node, up.log
+
+
+async def migrating_from_node_1(client: ApiClient, name: str, ws: str) -> None:
+    """Two nodes up; VM ``name`` started on node-1 and migration "m" of it moving bytes, at
+    16 Mi/s (so a working set of ``ws`` takes a few seconds)."""
+    await wait_until("nodes", lambda: _nodes(client, 2), 30)
+    await client.create(hco(bandwidthPerMigration="16Mi"))
+    await _cordon(client, "node-2", True)
+    await client.create(vm(name, ws=ws, rate="1Mi"))
+    await wait_until("VM running", lambda: _running(client, name), 60)
+    await _cordon(client, "node-2", False)
+    await client.create(migration("m", name))
+    await wait_until("bytes moving", lambda: moving(client, "m"), 30)
 
 
 async def _nodes(client: ApiClient, n: int) -> bool:
@@ -179,9 +186,12 @@ def test_kill_9_of_livemig_up_restarted_after_30_s_finishes_the_hand_over(tmp_pa
     assert done.figures is not None and done.figures.processed > 0
 
 
-async def _server_away(folder: Path, away: float) -> tuple[MigrationStatus, str, list[str]]:
-    """Split mode: the agents run while the API server is stopped for ``away`` seconds in the
-    middle of a migration; one agent is started before the server exists."""
+async def _split_mode_kill(
+    folder: Path, victim: str, away: float
+) -> tuple[MigrationStatus, str, list[str]]:
+    """Split mode: ``victim`` ("server", or a node's agent) is killed with -9 in the middle of
+    a pre-copy migration and started again ``away`` seconds later; one agent is started before
+    the server exists."""
     state = folder / "state"
     port = str(_free_port())
     server = Process(folder, "server", "server", "--port", port)
@@ -200,17 +210,11 @@ async def _server_away(folder: Path, away: float) -> tuple[MigrationStatus, str,
             server.start()
             agents[1].start()
             async with api(state) as client:
-                await wait_until("nodes", lambda: _nodes(client, 2), 30)
-                await client.create(hco(bandwidthPerMigration="16Mi"))
-                await _cordon(client, "node-2", True)
-                await client.create(vm("away", ws="64Mi", rate="1Mi"))
-                await wait_until("VM running", lambda: _running(client, "away"), 60)
-                await _cordon(client, "node-2", False)
-                await client.create(migration("m", "away"))
-                await wait_until("bytes moving", lambda: moving(client, "m"), 30)
-            server.kill9()  # the migration ends while nobody can record it
+                await migrating_from_node_1(client, "away", ws="64Mi")
+            process = server if victim == "server" else agents[int(victim[-1]) - 1]
+            process.kill9()  # the migration goes on (or ends) in QEMU, unrecorded
             await clock.sleep(away)
-            server.start()
+            process.start()
             async with api(state) as client:
                 done = await wait_until("migration", lambda: finished(client, "m"), 60)
                 await settled_exactly_once(client, state, ["away"])
@@ -233,6 +237,18 @@ async def _server_away(folder: Path, away: float) -> tuple[MigrationStatus, str,
     return MigrationStatus.of(done), node, ready
 
 
+def test_kill_9_of_the_source_agent_mid_pre_copy_restarted_at_once(tmp_path: Path) -> None:
+    done, node, ready = asyncio.run(_split_mode_kill(tmp_path, "node-1", 0.3))
+    assert done.phase is Phase.SUCCEEDED and node == "node-2"
+    assert sorted(ready) == ["node-1", "node-2"]
+
+
+def test_kill_9_of_the_target_agent_mid_pre_copy_restarted_at_once(tmp_path: Path) -> None:
+    done, node, ready = asyncio.run(_split_mode_kill(tmp_path, "node-2", 0.3))
+    assert done.phase is Phase.SUCCEEDED and node == "node-2"
+    assert sorted(ready) == ["node-1", "node-2"]
+
+
 async def _answers(client: ApiClient) -> bool:
     try:
         await client.list("Node")
@@ -252,7 +268,7 @@ def _free_port() -> int:
 def test_a_migration_that_ends_while_the_api_server_is_away_is_recorded_when_it_returns(
     tmp_path: Path,
 ) -> None:
-    done, node, ready = asyncio.run(_server_away(tmp_path, 8.0))
+    done, node, ready = asyncio.run(_split_mode_kill(tmp_path, "server", 8.0))
     assert done.phase is Phase.SUCCEEDED and node == "node-2"
     assert sorted(ready) == ["node-1", "node-2"]  # heartbeats resumed by themselves
 

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from livemig.api.lifecycle import MigrationStatus, Phase, VMIPhase, VMIStatus
+from livemig.api.lifecycle import MigrationStatus, Phase
+from livemig.api.vmi_status import VMIPhase, VMIStatus
 from livemig.client import ApiClient
+from livemig.cluster import LocalCluster
 from livemig.errors import NotFound
 from livemig.hypervisor import VM, TransferStatus
 from livemig.migration import LINK_DOWN, POSTCOPY_LOST
@@ -45,6 +47,24 @@ async def moving(client: ApiClient, name: str) -> bool:
     """Running, with bytes on the wire."""
     st = MigrationStatus.of(await client.get("migrations", name, "default"))
     return st.phase is Phase.RUNNING and st.figures is not None and st.figures.processed > 0
+
+
+async def in_post_copy_on_node_2(cluster: LocalCluster, client: ApiClient) -> VM:
+    """Start VM "db" (a heavy writer) on node-1, migrate it ("m") until it is in post-copy and
+    its guest runs on node-2; the incoming VM there."""
+    await start_vms_on(
+        client, "node-1", cluster.node_names, [vm("db", {"workload": "db"}, rate="16Mi")]
+    )
+    await client.create(migration("m", "db"))
+
+    async def in_post_copy() -> bool:
+        st = MigrationStatus.of(await client.get("migrations", "m", "default"))
+        return st.in_post_copy and st.phase is Phase.RUNNING
+
+    await wait_until("post-copy", in_post_copy, 30)
+    (incoming,) = cluster.agents[1].incoming.values()
+    await wait_until("the guest running on the target", lambda: runs_there(incoming.vm), 30)
+    return incoming.vm
 
 
 async def runs_there(vm: VM) -> bool:
@@ -158,21 +178,10 @@ async def _target_lost_in_post_copy(folder: Path) -> tuple[MigrationStatus, str 
                 completionTimeoutPerGiB=8,  # 1 s for 128 Mi
             )
         )
-        await start_vms_on(
-            client, "node-1", cluster.node_names, [vm("db", {"workload": "db"}, rate="16Mi")]
-        )
-        before = await vmi_pid(client, "db")
-        await client.create(migration("m", "db"))
-
-        async def in_post_copy() -> bool:
-            st = MigrationStatus.of(await client.get("migrations", "m", "default"))
-            return st.in_post_copy and st.phase is Phase.RUNNING
-
-        await wait_until("post-copy", in_post_copy, 30)
-        (incoming,) = cluster.agents[1].incoming.values()
-        assert incoming.vm.pid is not None
-        await wait_until("the guest running on the target", lambda: runs_there(incoming.vm), 30)
-        os.kill(incoming.vm.pid, signal.SIGKILL)
+        incoming = await in_post_copy_on_node_2(cluster, client)
+        before = cluster.agents[0].local[("default", "db")].vm.pid  # the source's half
+        assert incoming.pid is not None
+        os.kill(incoming.pid, signal.SIGKILL)
         done = await wait_until("migration", lambda: finished(client, "m"), 30)
         vmi_failed_reason = None
         events, _ = await client.list("Event", "default")
@@ -208,6 +217,26 @@ async def _source_agent_restarted(folder: Path, pause: float) -> tuple[Migration
         return MigrationStatus.of(done), VMIStatus.of(
             await client.get("vmis", "r", "default")
         ).node or ""
+
+
+async def _target_agent_restarted(folder: Path) -> tuple[MigrationStatus, str]:
+    async with local_cluster(folder, nodes=2) as (cluster, client):
+        await client.create(hco(bandwidthPerMigration="16Mi"))
+        await start_vms_on(client, "node-1", cluster.node_names, [vm("g", ws="64Mi", rate="1Mi")])
+        await client.create(migration("m", "g"))
+        await wait_until("bytes moving", lambda: moving(client, "m"), 30)
+        await cluster.stop_agent(cluster.agents[1], stop_vms=False)  # the incoming QEMU runs on
+        await clock.sleep(1.0)
+        cluster.start_agent("node-2")
+        done = await wait_until("migration", lambda: finished(client, "m"), 60)
+        await settled_exactly_once(client, folder, ["g"])
+        vmi = await client.get("vmis", "g", "default")
+        return MigrationStatus.of(done), VMIStatus.of(vmi).node or ""
+
+
+def test_a_target_agent_restarted_mid_migration_finds_its_incoming_qemu(tmp_path: Path) -> None:
+    done, node = asyncio.run(_target_agent_restarted(tmp_path))
+    assert done.phase is Phase.SUCCEEDED and node == "node-2"
 
 
 def test_a_source_agent_restarted_mid_migration_takes_it_over_from_qemu(tmp_path: Path) -> None:
@@ -256,29 +285,17 @@ async def _link_cut_in_post_copy(folder: Path) -> tuple[MigrationStatus, int, li
                 completionTimeoutPerGiB=8,
             )
         )
-        await start_vms_on(
-            client, "node-1", cluster.node_names, [vm("db", {"workload": "db"}, rate="16Mi")]
-        )
-        await client.create(migration("m", "db"))
-
-        async def in_post_copy() -> bool:
-            st = MigrationStatus.of(await client.get("migrations", "m", "default"))
-            return st.in_post_copy and st.phase is Phase.RUNNING
-
-        await wait_until("post-copy", in_post_copy, 30)
-        (incoming,) = cluster.agents[1].incoming.values()
-        assert incoming.vm.pid is not None
-
-        await wait_until("the guest running on the target", lambda: runs_there(incoming.vm), 30)
+        incoming = await in_post_copy_on_node_2(cluster, client)
+        assert incoming.pid is not None
         source = cluster.agents[0].local[("default", "db")].vm
         for round_ in (1, 2):  # the link breaks, comes back, and breaks again
 
             async def broken() -> bool:
                 # Cut until a side says the link is down: a connection QEMU had already left
                 # may be the one cut.
-                await cut_link(incoming.vm.pid)
+                await cut_link(incoming.pid)
                 await clock.sleep(0.3)
-                sides = [await source.stats(), await incoming.vm.stats()]
+                sides = [await source.stats(), await incoming.stats()]
                 return any(x.status in LINK_DOWN for x in sides)
 
             await wait_until(f"the link broken ({round_})", broken, 20)
@@ -287,7 +304,7 @@ async def _link_cut_in_post_copy(folder: Path) -> tuple[MigrationStatus, int, li
                 st = MigrationStatus.of(await client.get("migrations", "m", "default"))
                 if st.finished:
                     return True
-                sides = [await source.stats(), await incoming.vm.stats()]
+                sides = [await source.stats(), await incoming.stats()]
                 active = all(x.status is TransferStatus.POSTCOPY_ACTIVE for x in sides)
                 return st.recoveries >= n and active
 

@@ -166,3 +166,33 @@ def test_silent_nodes_are_judged_by_the_controllers_clock_and_not_all_at_once(
     heard: dict[str, float], silent: set[str]
 ) -> None:
     assert set(silent_nodes(heard, now=100.0, timeout=10.0)) == silent
+
+
+def test_a_vm_that_just_landed_counts_on_its_target_until_it_is_handed_over() -> None:
+    from datetime import UTC, datetime
+
+    from livemig.api.lifecycle import MigrationStatus
+    from livemig.controller.decisions import Placement, memory_in_use
+
+    now = datetime(2026, 11, 29, tzinfo=UTC)
+    gib = 2**30
+    moving = (
+        MigrationStatus()
+        .admit("node-1", now)
+        .schedule("node-1", "node-2", gib, None, {}, now)
+        .preparing(now)
+        .target_ready("tcp:h:1", now)
+        .start(now)
+    )
+    landed = moving.finish(now, None, 10, 1.0)
+    a = Placement(("default", "a"), "node-1", gib)  # Succeeded, VMI not yet handed over
+    handed = Placement(("default", "a"), "node-2", gib)
+    # In flight: on its source and reserved on its target.
+    assert memory_in_use([a], [(("default", "a"), moving)]) == {"node-1": gib, "node-2": gib}
+    # Landed, VMI still names the source: still counted on the target (seen: the next VM
+    # was sent to node-2 while node-3 was empty).
+    assert memory_in_use([a], [(("default", "a"), landed)])["node-2"] == gib
+    # Handed over: once, on the target.
+    assert memory_in_use([handed], [(("default", "a"), landed)]) == {"node-2": gib}
+    failed = moving.fail("broke", now)
+    assert memory_in_use([a], [(("default", "a"), failed)]) == {"node-1": gib}

@@ -9,19 +9,9 @@ from typing import Any
 
 import pytest
 
-from livemig.api.lifecycle import (
-    USER_CANCEL,
-    Figures,
-    MigrationStatus,
-    Phase,
-    VMIPhase,
-    VMIStatus,
-    transition,
-    vmi_failed,
-    vmi_handed_over,
-    vmi_running,
-)
+from livemig.api.lifecycle import USER_CANCEL, Figures, MigrationStatus, Phase, transition
 from livemig.api.transfer import MigrationMode
+from livemig.api.vmi_status import VMIPhase, VMIStatus, vmi_failed, vmi_handed_over, vmi_running
 from livemig.errors import CancelRefused, IllegalTransition
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

@@ -26,22 +26,12 @@ import httpx
 
 from livemig.agent.ledger import IncomingEntry, Ledger, LocalEntry
 from livemig.agent.vmspec import guest_load, vm_spec
-from livemig.api.lifecycle import (
-    Figures,
-    MigrationObject,
-    MigrationStatus,
-    Phase,
-    VMIPhase,
-    VMIStatus,
-    transition,
-    vmi_failed,
-    vmi_handed_over,
-    vmi_running,
-)
+from livemig.api.lifecycle import Figures, MigrationObject, MigrationStatus, Phase, transition
 from livemig.api.loading import validate
 from livemig.api.models import EventType, VirtualMachineInstance
 from livemig.api.status import condition, timestamp
 from livemig.api.transfer import MigrationMode
+from livemig.api.vmi_status import VMIPhase, VMIStatus, vmi_failed, vmi_handed_over, vmi_running
 from livemig.client import ApiClient
 from livemig.clock import Backoff, Clock
 from livemig.errors import (

@@ -21,11 +21,12 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from livemig.api.apply import Verb, to_create, to_update
-from livemig.api.lifecycle import Figures, MigrationStatus, Phase, VMIStatus
+from livemig.api.lifecycle import Figures, MigrationStatus, Phase
 from livemig.api.limits import MAX_BODY_BYTES, MAX_MEMORY_BYTES
 from livemig.api.loading import LoadResult, load_paths
 from livemig.api.models import Resource, resolve_kind, to_dict
 from livemig.api.quantity import human_bytes, parse_quantity, short_bytes
+from livemig.api.vmi_status import VMIStatus
 from livemig.client import ApiClient
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster, default_state_dir, find_cluster

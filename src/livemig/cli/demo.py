@@ -11,10 +11,11 @@ import typer
 from rich.table import Table
 
 from livemig.api.builders import migration_request
-from livemig.api.lifecycle import Figures, MigrationStatus, Phase, VMIPhase, VMIStatus
+from livemig.api.lifecycle import Figures, MigrationStatus, Phase
 from livemig.api.loading import LoadResult, load_text
 from livemig.api.models import to_dict
 from livemig.api.quantity import human_bytes
+from livemig.api.vmi_status import VMIPhase, VMIStatus
 from livemig.client import ApiClient
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster

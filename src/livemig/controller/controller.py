@@ -18,25 +18,20 @@ from functools import partial
 from typing import Any
 
 from livemig.api.builders import PRIORITY_ANNOTATION
-from livemig.api.lifecycle import (
-    MigrationObject,
-    MigrationStatus,
-    Phase,
-    VMIPhase,
-    VMIStatus,
-    transition,
-    vmi_scheduled,
-)
+from livemig.api.lifecycle import MigrationObject, MigrationStatus, Phase, transition
 from livemig.api.loading import validate
 from livemig.api.models import EventType, Resource, VirtualMachine, VirtualMachineInstance
 from livemig.api.status import condition, condition_changed, last_heartbeat, node_ready
+from livemig.api.vmi_status import VMIPhase, VMIStatus, vmi_scheduled
 from livemig.client import ApiClient
 from livemig.clock import Clock
 from livemig.controller.decisions import (
     MigrationView,
     NodeView,
+    Placement,
     admit,
     choose_node,
+    memory_in_use,
     priority_rank,
     silent_nodes,
     target_selector,
@@ -301,22 +296,13 @@ class Controller:
         vmis: list[dict[str, Any]],
     ) -> list[NodeView]:
         """Mark silent nodes NotReady and fail their migrations; return the scheduling view."""
-        used: dict[str, int] = defaultdict(int)
-        where: dict[tuple[str, str], str | None] = {}
+        placements = []
         for raw in vmis:
-            status = VMIStatus.of(raw)
-            where[key_of(raw)] = status.node
-            if status.node and not status.finished:
-                used[status.node] += _memory_of(raw)
-        for raw in migrations:
-            # A target holds the memory of the VM coming to it from the moment it is chosen
-            # until the VMI is handed over (a Succeeded migration whose VMI still names the
-            # source would otherwise count on neither node, and the next choice overcommit).
-            m = MigrationObject.of(raw)
-            st = m.status
-            coming = st.holds_slot or (st.succeeded and where.get(m.vmi_key) == st.source_node)
-            if st.target_node and coming:
-                used[st.target_node] += st.memory_bytes
+            st = VMIStatus.of(raw)
+            node = st.node if not st.finished else None
+            placements.append(Placement(key_of(raw), node, _memory_of(raw) if node else 0))
+        typed = [MigrationObject.of(raw) for raw in migrations]
+        used = defaultdict(int, memory_in_use(placements, [(m.vmi_key, m.status) for m in typed]))
         silent = self._silent(nodes)
         views: list[NodeView] = []
         for raw in nodes:

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from livemig.api.lifecycle import Phase
+from livemig.api.lifecycle import MigrationStatus, Phase
 from livemig.api.quantity import short_bytes
 
 #: Admission rank by spec.priority: lower goes first (KubeVirt 2026).
@@ -128,6 +128,35 @@ def _label_mismatches(labels: Mapping[str, str], selector: Mapping[str, str]) ->
         elif labels[key] != value:
             out.append(f"has label {key}={labels[key]}, not {value}")
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a VMI's memory is, for accounting: its node (None if unplaced or finished)."""
+
+    vmi: tuple[str, str]  # namespace, name
+    node: str | None
+    memory: int
+
+
+def memory_in_use(
+    placements: Sequence[Placement], migrations: Sequence[tuple[tuple[str, str], MigrationStatus]]
+) -> dict[str, int]:
+    """Bytes in use per node: each VMI on its node, plus each migration's VM on its target from
+    the moment the target is chosen until the VMI is handed over. Without the last part, a VM
+    that just landed counts on neither node (its migration Succeeded, its VMI still names the
+    source) and the next choice overcommits the target. ``migrations`` pairs each migration's
+    VMI (namespace, name) with its status."""
+    used: dict[str, int] = {}
+    where = {p.vmi: p.node for p in placements}
+    for p in placements:
+        if p.node:
+            used[p.node] = used.get(p.node, 0) + p.memory
+    for vmi, st in migrations:
+        coming = st.holds_slot or (st.succeeded and where.get(vmi) == st.source_node)
+        if st.target_node and coming:
+            used[st.target_node] = used.get(st.target_node, 0) + st.memory_bytes
+    return used
 
 
 def silent_nodes(last_heard: Mapping[str, float], now: float, timeout: float) -> dict[str, float]:

@@ -62,6 +62,9 @@ def _option(text: str) -> str:
 #: QEMU caps migration bandwidth at 128 MiB/s by default; "no limit" must be said explicitly.
 UNLIMITED_BANDWIDTH = 2**40
 BOOT_TIMEOUT = 10.0
+#: Seconds QEMU has to answer a QMP command (a hung one is an error, not a hung agent), and to
+#: act on "quit" (then it is killed).
+QMP_TIMEOUT, QUIT_TIMEOUT = 10.0, 3.0
 _kvm_verdict: dict[str, bool] = {}
 
 
@@ -272,8 +275,8 @@ class QemuVM:
         """Quit QEMU (or kill it) and release everything; safe to call twice."""
         # QEMU closing the socket after "quit" surfaces as EOFError from the disconnect.
         if self.qmp.runstate.name == "RUNNING":
-            with contextlib.suppress(QMPError, OSError, EOFError):
-                await self.qmp.execute("quit")
+            with contextlib.suppress(QMPError, OSError, EOFError, TimeoutError):
+                await self.clock.wait_for(self.qmp.execute("quit"), QUIT_TIMEOUT)
         await self.detach()
         if self.process is not None and self.process.returncode is None:
             try:
@@ -291,8 +294,8 @@ class QemuVM:
 
     async def detach(self) -> None:
         """Let go of QMP and the console but leave QEMU running (an agent restarting)."""
-        with contextlib.suppress(QMPError, OSError, EOFError):
-            await self.qmp.disconnect()
+        with contextlib.suppress(QMPError, OSError, EOFError, TimeoutError):
+            await self.clock.wait_for(self.qmp.disconnect(), QUIT_TIMEOUT)
         for task in self._tasks:
             await cancel_and_wait(task)
         self._tasks.clear()
@@ -311,8 +314,17 @@ class QemuVM:
     # --- QMP -------------------------------------------------------------------------------
 
     async def execute(self, cmd: str, arguments: dict[str, Any] | None = None) -> Any:
+        """One QMP command; HypervisorError if QEMU refuses it or does not answer within
+        QMP_TIMEOUT (a QEMU can hang, e.g. in a broken post-copy: one VM's QEMU must never
+        hold up the agent's whole pass)."""
         try:
-            return await self.qmp.execute(cmd, arguments)
+            return await self.clock.wait_for(self.qmp.execute(cmd, arguments), QMP_TIMEOUT)
+        except TimeoutError as exc:
+            raise HypervisorError(
+                f"{self.name}: QEMU did not answer QMP {cmd} within {QMP_TIMEOUT:.0f} s",
+                command=cmd,
+                arguments=arguments,
+            ) from exc
         except ExecuteError as exc:
             raise HypervisorError(
                 f"{self.name}: QMP {cmd} {arguments or ''} failed: {exc.error.error.desc}",
