@@ -304,8 +304,13 @@ class Chaos:
         return bool(pids) and _kill(self.rng.choice(pids))
 
     async def fault_link(self) -> bool:
-        post = [st for st in await self.running() if st.in_post_copy and st.target_node]
-        pids = [p for st in post for p in self.incoming_pids(str(st.target_node))]
+        deadline = time.monotonic() + 15  # post-copy is rarer: wait a little for one
+        while True:
+            post = [st for st in await self.running() if st.in_post_copy and st.target_node]
+            pids = [p for st in post for p in self.incoming_pids(str(st.target_node))]
+            if pids or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
         if not pids:
             return False
         return await asyncio.to_thread(_cut, self.rng.choice(pids))

@@ -230,9 +230,12 @@ async def _split_mode_kill(
         finally:
             for p in (*agents, server):
                 p.stop()
-            # Agents leave their VMs running when stopped (they are re-adopted next time).
-            for pid in qemus_of(state):
-                os.kill(pid, signal.SIGKILL)
+            # Agents leave their VMs running when stopped (they are re-adopted next time); one
+            # being started as its agent stopped may exec a moment later, so look twice.
+            for _ in range(2):
+                for pid in qemus_of(state):
+                    os.kill(pid, signal.SIGKILL)
+                await clock.sleep(0.5)
     assert all(p.proc is not None and p.proc.returncode == 0 for p in agents), agents[0].log
     return MigrationStatus.of(done), node, ready
 

@@ -42,7 +42,7 @@ class NoHypervisor:
 
 
 async def running_migration(client: ApiClient, name: str) -> None:
-    await client.create(migration(name))
+    await client.create(migration(name, vmi=f"vm-of-{name}"))  # one unfinished per VMI
 
     def to_running(o: dict) -> dict | None:  # type: ignore[type-arg]
         return transition(

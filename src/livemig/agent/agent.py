@@ -620,6 +620,10 @@ class NodeAgent:
                 await self.each.run(
                     VMIM, raws[m.key], "FailedMigration", partial(self._resume_outgoing, m)
                 )
+            elif st.phase is Phase.RUNNING:
+                # Running from here, and its source QEMU died while no agent watched it.
+                why = f"the source QEMU of {m.namespace}/{m.vmi_name} on {self.node} is gone"
+                await self._migration_step(m.key, partial(_fail_now, why, self._now()))
         for mkey, out in self.outgoing.items():
             if mkey not in raws and not out.task.done():
                 try:
@@ -863,6 +867,10 @@ class NodeAgent:
             if not missing_ok:
                 raise
             return None
+
+
+def _fail_now(reason: str, now: datetime, st: MigrationStatus) -> MigrationStatus:
+    return st.fail(reason, now)
 
 
 class _ThroughTheApi:
