@@ -109,6 +109,7 @@ class Chaos:
         self.created: list[str] = []  # migration names
         self.last_phase: dict[str, str] = {}
         self.reasons: dict[str, str] = {}  # failed migration → its reason, particulars out
+        self.recovered: dict[str, int] = {}  # migration → post-copy recovery offers made
         self.faults: list[tuple[str, float]] = []  # (kind, when)
         self.settle_times: list[float] = []
         self.unsettled = 0  # faults after which the cluster did not settle in SETTLE_LIMIT
@@ -190,6 +191,8 @@ class Chaos:
             self.last_phase[m["metadata"]["name"]] = st.phase.value
             if st.phase is Phase.FAILED:
                 self.reasons[m["metadata"]["name"]] = _reason(st.reason)
+            if st.recoveries:
+                self.recovered[m["metadata"]["name"]] = st.recoveries
         return items
 
     async def drive(self) -> None:
@@ -366,6 +369,8 @@ class Chaos:
                 reasons[self.reasons.get(name, "?")] += 1
         for reason, n in reasons.most_common():
             emit(f"failed: {reason}", n, "count")
+        saved = [n for n in self.recovered if items.get(n) == "Succeeded"]
+        emit("post-copy migrations whose link broke and that still succeeded", len(saved), "count")
         emit("faults injected", len(self.faults), "count")
         for kind, n in Counter(k for k, _ in self.faults).most_common():
             emit(f"faults: {kind}", n, "count")
