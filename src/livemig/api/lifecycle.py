@@ -504,6 +504,10 @@ def transition(
     return obj
 
 
+_VIEWS: dict[tuple[Any, ...], MigrationObject] = {}
+_VIEWS_KEPT = 20_000
+
+
 @dataclass(frozen=True, slots=True)
 class MigrationObject:
     """A migration as components see it: who it is, what it moves, where it stands."""
@@ -517,7 +521,23 @@ class MigrationObject:
 
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> MigrationObject:
+        """The typed view of a migration object. Every pass of every component reads every
+        migration, so views of stored revisions are remembered: an object the API returned
+        is never changed under the same resourceVersion."""
         meta = obj.get("metadata") or {}
+        revision = meta.get("resourceVersion")
+        key = (meta.get("namespace"), meta.get("name"), meta.get("uid"), revision)
+        if revision is not None and (seen := _VIEWS.get(key)) is not None:
+            return seen
+        view = cls._parse(obj, meta)
+        if revision is not None:
+            if len(_VIEWS) >= _VIEWS_KEPT:
+                _VIEWS.clear()
+            _VIEWS[key] = view
+        return view
+
+    @classmethod
+    def _parse(cls, obj: Mapping[str, Any], meta: Mapping[str, Any]) -> MigrationObject:
         spec = obj.get("spec") or {}
         return cls(
             str(meta.get("namespace") or "default"),
