@@ -97,8 +97,15 @@ async def _vm_qemu_killed(folder: Path) -> tuple[int, int, list[str]]:
 
         after = await wait_until("the VM started again", restarted, 60)
         await settled_exactly_once(client, folder, ["k"])
-        events, _ = await client.list("Event", "default")
-        return before, after, [e["reason"] for e in events]
+
+        async def both_said() -> list[str] | None:
+            # The agent records its event a moment after the VMI's status, which the
+            # controller may act on first.
+            events, _ = await client.list("Event", "default")
+            reasons = [e["reason"] for e in events]
+            return reasons if {"Failed", "Restarting"} <= set(reasons) else None
+
+        return before, after, await wait_until("the Failed and Restarting events", both_said, 10)
 
 
 def test_a_killed_vm_qemu_fails_its_vmi_and_run_strategy_always_starts_it_again(
@@ -183,11 +190,16 @@ async def _target_lost_in_post_copy(folder: Path) -> tuple[MigrationStatus, str 
         assert incoming.pid is not None
         os.kill(incoming.pid, signal.SIGKILL)
         done = await wait_until("migration", lambda: finished(client, "m"), 30)
-        vmi_failed_reason = None
-        events, _ = await client.list("Event", "default")
-        for e in events:
-            if e["reason"] == "Failed" and e["involvedObject"]["name"] == "db":
-                vmi_failed_reason = e["message"]
+
+        async def vmi_failed_event() -> str | None:
+            # Written just after the migration's outcome (which frees its slot first).
+            events, _ = await client.list("Event", "default")
+            for e in events:
+                if e["reason"] == "Failed" and e["involvedObject"]["name"] == "db":
+                    return str(e["message"])
+            return None
+
+        vmi_failed_reason = await wait_until("the VMI's Failed event", vmi_failed_event, 30)
         # The split guest is not saved; runStrategy Always boots the VM afresh, once.
         await settled_exactly_once(client, folder, ["db"])
         after = await vmi_pid(client, "db")
