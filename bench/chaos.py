@@ -41,7 +41,7 @@ from typing import Any
 from livemig.api.builders import hyperconverged, make_test_guest_vm, migration_request
 from livemig.api.lifecycle import MigrationStatus, Phase
 from livemig.api.vmi_status import VMIStatus
-from livemig.audit import audit, ledgers, qemu_folders, qemu_processes
+from livemig.audit import audit, ledgers, qemu_folders_under, qemu_processes
 from livemig.client import ApiClient
 from livemig.errors import LivemigError
 from livemig.server.run import ensure_token
@@ -299,7 +299,7 @@ class Chaos:
     def incoming_pids(self, node: str) -> list[int]:
         book = ledgers(self.state).get(node, {})
         handles = {e["handle"] for e in (book.get("incoming") or {}).values()}
-        return [pid for pid, folder in qemu_folders(self.state).items() if folder in handles]
+        return [pid for pid, folder in qemu_folders_under(self.state).items() if folder in handles]
 
     async def fault_target(self) -> bool:
         targets = [st.target_node for st in await self.running() if st.target_node]

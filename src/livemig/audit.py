@@ -18,31 +18,22 @@ from typing import Any
 from livemig.api.vmi_status import VMIPhase, VMIStatus
 from livemig.client import ApiClient
 from livemig.errors import NotFound
+from livemig.hypervisor.processes import qemu_commands, qemu_folders
 
 
 def qemu_processes(folder: Path) -> dict[int, str]:
     """pid → command line of the QEMU processes whose files are under ``folder``."""
     found = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if "qemu-system" in args and str(folder) in args:
-            found[int(proc.name)] = args
+    for pid, args in qemu_commands().items():
+        line = b" ".join(args).decode(errors="replace")
+        if str(folder) in line:
+            found[pid] = line
     return found
 
 
-def qemu_folders(folder: Path) -> dict[int, str]:
-    """pid → the VM folder of each QEMU process under ``folder`` (from its -pidfile)."""
-    found = {}
-    for pid, args in qemu_processes(folder).items():
-        parts = args.split()
-        if "-pidfile" in parts:
-            found[pid] = str(Path(parts[parts.index("-pidfile") + 1]).parent)
-    return found
+def qemu_folders_under(folder: Path) -> dict[int, str]:
+    """pid → the VM folder of each QEMU process under ``folder``."""
+    return {pid: str(f) for pid, f in qemu_folders().items() if folder in f.parents}
 
 
 def ledgers(state: Path) -> dict[str, dict[str, Any]]:
@@ -76,7 +67,7 @@ class Audit:
 
 async def audit(client: ApiClient, state: Path, vms: list[tuple[str, str]]) -> Audit:
     """Check each (namespace, name) VM against the API, the ledgers and the process table."""
-    procs = qemu_folders(state)
+    procs = qemu_folders_under(state)
     books = ledgers(state)
     managed = {
         e.get("handle"): node

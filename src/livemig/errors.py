@@ -13,6 +13,7 @@
      │    ├── Conflict                 a stale resourceVersion: re-read and retry (retry later)
      │    └── Gone                     a watch asked for history that was compacted: re-list
      ├── HypervisorError              a hypervisor refused or failed (carries the QMP command)
+     │    └── VMGone                  the VM's process no longer runs (permanent)
      └── MigrationError               a migration request cannot be honoured
           ├── CancelRefused           cancelling is impossible now (post-copy)
           └── IllegalTransition       that lifecycle step does not apply in the current phase
@@ -82,6 +83,10 @@ class HypervisorError(LivemigError):
         super().__init__(message)
         self.command = command
         self.arguments = arguments
+
+
+class VMGone(HypervisorError):
+    """The VM's process no longer runs: adopting or retrying it will not bring it back."""
 
 
 class MigrationError(LivemigError):

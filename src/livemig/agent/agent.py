@@ -28,12 +28,7 @@ from livemig.api.loading import validate
 from livemig.api.models import VirtualMachineInstance
 from livemig.api.status import condition, timestamp
 from livemig.api.vmi_status import VMIPhase, VMIStatus, vmi_running
-from livemig.errors import (
-    AlreadyExists,
-    HypervisorError,
-    LivemigError,
-    NotFound,
-)
+from livemig.errors import AlreadyExists, HypervisorError, LivemigError, NotFound, VMGone
 from livemig.hypervisor import VM, TransferStatus
 from livemig.informer import LIFECYCLE, reconcile_forever
 from livemig.tasks import cancel_and_wait
@@ -87,10 +82,11 @@ class NodeAgent(SourceSide, TargetSide):
         for _ in range(3):  # QEMU may still be hanging up on the previous agent
             try:
                 vm = await self.hv.attach(entry.spec, entry.handle)
+            except VMGone as exc:
+                log.warning("%s: cannot re-adopt %s: %s", self.node, what, exc)
+                return None
             except HypervisorError as exc:
                 log.warning("%s: cannot re-adopt %s yet: %s", self.node, what, exc)
-                if "gone" in str(exc):
-                    return None
                 continue
             vm.working_set = entry.spec.working_set
             return vm

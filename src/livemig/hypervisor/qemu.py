@@ -23,7 +23,7 @@ from typing import Any
 from qemu.qmp import ConnectError, ExecuteError, QMPClient, QMPError
 
 from livemig.clock import Clock, RealClock
-from livemig.errors import HypervisorError
+from livemig.errors import HypervisorError, VMGone
 from livemig.hypervisor import (
     MemoryCheck,
     MigrationParams,
@@ -33,6 +33,7 @@ from livemig.hypervisor import (
     testguest,
 )
 from livemig.hypervisor.disks import blockdev, open_confined
+from livemig.hypervisor.processes import qemu_folders
 from livemig.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -133,12 +134,14 @@ class QemuVM:
         return any(b"qemu-system" in a for a in args[:1]) and any(marker in a for a in args)
 
     def _find_process(self) -> int | None:
-        """The running QEMU of this folder, found by its command line (not by a pid file: an
-        agent killed between starting QEMU and writing one leaves an old pid there)."""
-        for proc in Path("/proc").iterdir():
-            if proc.name.isdigit() and self._is_ours(int(proc.name)):
-                return int(proc.name)
-        return None
+        """The running QEMU of this folder: the pid QEMU itself wrote (``-pidfile``), checked
+        against its command line, else a search by command line (an agent killed while QEMU
+        was starting may find no pid file yet, or one of an earlier QEMU)."""
+        with contextlib.suppress(OSError, ValueError):
+            pid = int((self.folder / "qemu.pid").read_text())
+            if self._is_ours(pid):
+                return pid
+        return next((p for p, f in qemu_folders().items() if f == self.folder), None)
 
     @classmethod
     async def attach(cls, spec: VMSpec, folder: Path, clock: Clock) -> QemuVM:
@@ -146,9 +149,9 @@ class QemuVM:
         vm = cls(spec, folder, clock)
         vm._adopted_pid = vm._find_process()
         if vm._adopted_pid is None:
-            raise HypervisorError(f"{spec.name}: QEMU is gone: no QEMU process runs {folder}")
+            raise VMGone(f"{spec.name}: QEMU is gone: no QEMU process runs {folder}")
         if not vm.alive():
-            raise HypervisorError(
+            raise VMGone(
                 f"{spec.name}: QEMU {vm._adopted_pid} is gone (or that PID is now another "
                 "process, which is left alone)"
             )
@@ -540,7 +543,7 @@ class QemuHypervisor:
         QEMU nobody manages (its agent died before recording it, or forgot it) is a VM
         running twice or a leak. Returns what was stopped, for the log."""
         stopped = []
-        for pid, folder in _qemu_folders().items():
+        for pid, folder in qemu_folders().items():
             if folder.parent != self.state_dir or str(folder) in keep:
                 continue
             with contextlib.suppress(ProcessLookupError):
@@ -601,22 +604,6 @@ def check_private_folder(folder: Path) -> None:
             f"socket folder {folder} is not a private folder of this user (owner uid "
             f"{info.st_uid}, mode {stat.S_IMODE(info.st_mode):o}); refusing to use it: remove it"
         )
-
-
-def _qemu_folders() -> dict[int, Path]:
-    """pid → VM folder (from ``-pidfile``) of every QEMU process on this machine."""
-    found = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            args = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"qemu-system" in args[0] and b"-pidfile" in args:
-            pidfile = args[args.index(b"-pidfile") + 1].decode(errors="replace")
-            found[int(proc.name)] = Path(pidfile).parent
-    return found
 
 
 def _pid_alive(pid: int) -> bool:
