@@ -31,7 +31,9 @@ SYNCHRONIZED = "Synchronized"
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 
-ObjectKey = tuple[str, str, str]  # kind, namespace or "", name
+#: kind, namespace or "", name, the step: one object's steps back off apart (a failing drain of a
+#: node must not hold back that node's health check).
+ObjectKey = tuple[str, str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +65,9 @@ def describe(exc: BaseException, component: str) -> str:
     return f"internal error ({type(exc).__name__}: {exc}); see the {component} log"
 
 
-def _key(kind: str, obj: dict[str, Any]) -> ObjectKey:
+def _key(kind: str, obj: dict[str, Any], reason: str) -> ObjectKey:
     meta = obj.get("metadata") or {}
-    return kind, str(meta.get("namespace") or ""), str(meta.get("name") or "")
+    return kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""), reason
 
 
 class PerObject:
@@ -95,7 +97,7 @@ class PerObject:
 
         ``reason`` names the step (``Unschedulable``, ``StartFailed``…) in the condition and
         event written if it fails."""
-        key = _key(kind, obj)
+        key = _key(kind, obj, reason)
         failure = self.failures.get(key)
         # The fingerprint (a JSON dump and a hash) is paid only by objects that have failed.
         edited = failure is not None and failure.fingerprint != fingerprint(obj)
@@ -110,7 +112,7 @@ class PerObject:
             delay = min(self.cap, self.base * 2 ** (attempts - 1))
             message = describe(exc, self.component)
             if not isinstance(exc, LivemigError):
-                log.exception("%s: %s/%s/%s: %s", self.component, *key, reason)
+                log.exception("%s: %s/%s/%s: %s", self.component, *key)
             else:
                 log.warning("%s: %s %s/%s: %s", self.component, kind, key[1], key[2], message)
             next_try = self.clock.now() + delay
@@ -125,7 +127,9 @@ class PerObject:
 
     def forget(self, kind: str, obj: dict[str, Any]) -> None:
         """The object is gone: drop its backoff."""
-        self.failures.pop(_key(kind, obj), None)
+        gone = _key(kind, obj, "")[:3]
+        for key in [k for k in self.failures if k[:3] == gone]:
+            del self.failures[key]
 
     async def report(self, kind: str, obj: dict[str, Any], reason: str, message: str) -> None:
         """Set ``Synchronized=False`` with ``reason`` and ``message`` (best effort)."""
@@ -155,7 +159,7 @@ class PerObject:
     async def _write(
         self, kind: str, obj: dict[str, Any], change: Callable[[dict[str, Any]], Any]
     ) -> None:
-        _, namespace, name = _key(kind, obj)
+        _, namespace, name, _ = _key(kind, obj, "")
         try:
             await self.informer.modify(kind, name, namespace or None, change, status=True)
         except NotFound:

@@ -96,6 +96,15 @@ class SourceSide(AgentBase):
                     m.key, lambda st: st.fail(f"the VM is not running on {self.node}", self._now())
                 )
             return  # not ours to run yet; the next pass looks again
+        if (await local.vm.stats()).status is TransferStatus.COMPLETED:
+            # This QEMU already handed the guest to another node (that hand-over is not written
+            # yet): migrating it again would roll the guest back to that moment.
+            reason = (
+                f"{m.namespace}/{m.vmi_name} already moved off {self.node} by an earlier "
+                "migration; retry once the VMI names its new node"
+            )
+            await self._migration_step(m.key, lambda st: st.fail(reason, self._now()))
+            return
         started = await self._migration_step(m.key, lambda st: st.start(self._now()))
         if started is None or MigrationStatus.of(started).phase is not Phase.RUNNING:
             return  # cancelled or failed meanwhile

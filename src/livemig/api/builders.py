@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from livemig.api.lifecycle import EVACUATION_ANNOTATION
+
 MIGRATION_KIND = "VirtualMachineInstanceMigration"
 #: Older livemig marked evacuations with this annotation; still read as system-maintenance.
 PRIORITY_ANNOTATION = "livemig.io/priority"
@@ -33,6 +35,14 @@ def migration_request(
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
     }
+
+
+def evacuation_request(name: str, vmi: str, namespace: str, node: str) -> dict[str, Any]:
+    """The migration a drain of ``node`` makes for ``vmi``: priority system-maintenance and
+    KubeVirt's ``kubevirt.io/evacuationMigration`` annotation naming the node."""
+    out = migration_request(name, vmi, namespace, evacuation=True)
+    out["metadata"]["annotations"] = {EVACUATION_ANNOTATION: node}
+    return out
 
 
 def make_test_guest_vm(

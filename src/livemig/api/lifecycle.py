@@ -31,6 +31,8 @@ from livemig.api.transfer import MigrationMode, TransferStats
 from livemig.errors import CancelRefused, IllegalTransition
 
 USER_CANCEL = "cancelled by user"
+#: KubeVirt's mark on a migration its evacuation (drain) controller made: the node drained.
+EVACUATION_ANNOTATION = "kubevirt.io/evacuationMigration"
 
 
 class Phase(StrEnum):
@@ -518,6 +520,11 @@ class MigrationObject:
     status: MigrationStatus
     priority: str | None = None
     created: str = ""
+    #: The node a drain is moving this VMI off (KubeVirt's ``kubevirt.io/evacuationMigration``
+    #: annotation); None for a migration a user asked for.
+    evacuating: str | None = None
+    #: Why it waits for a target (its Scheduled=False condition), while it does.
+    unschedulable: str | None = None
 
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> MigrationObject:
@@ -539,13 +546,22 @@ class MigrationObject:
     @classmethod
     def _parse(cls, obj: Mapping[str, Any], meta: Mapping[str, Any]) -> MigrationObject:
         spec = obj.get("spec") or {}
+        evacuating = (meta.get("annotations") or {}).get(EVACUATION_ANNOTATION)
+        status = MigrationStatus.of(obj)
+        unschedulable = None
+        if status.phase is Phase.PENDING:
+            for c in (obj.get("status") or {}).get("conditions") or []:
+                if c.get("type") == "Scheduled" and c.get("status") == "False":
+                    unschedulable = str(c.get("message") or c.get("reason") or "")
         return cls(
             str(meta.get("namespace") or "default"),
             str(meta.get("name", "")),
             str(spec.get("vmiName", "")),
-            MigrationStatus.of(obj),
+            status,
             spec.get("priority"),
             str(meta.get("creationTimestamp", "")),
+            str(evacuating) if evacuating else None,
+            unschedulable,
         )
 
     @property

@@ -326,8 +326,18 @@ class MigrationSpec(Owned):
     receive: MigrationReceive | None = None
 
 
+class Taint(Carried):
+    """A Node taint (Kubernetes' shape); ``kubevirt.io/drain`` asks for a drain."""
+
+    key: str
+    value: str | None = None
+    effect: str
+    time_added: str | None = Field(None, alias="timeAdded")
+
+
 class NodeSpec(Carried):
     unschedulable: bool | None = None
+    taints: list[Taint] = Field(default_factory=list)
 
 
 # --- top-level objects -----------------------------------------------------------------------

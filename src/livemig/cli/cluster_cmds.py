@@ -390,12 +390,17 @@ def register(app: typer.Typer) -> None:
                     rev = 0
                 else:
                     items, rev = await client.list(cls.KIND, namespace)
-                _print_objects(cls.KIND, items, output)
+                context = await _node_counts(client) if cls.KIND == "Node" else {}
+                _print_objects(cls.KIND, items, output, context=context)
                 if watch:
                     async for event in client.watch(cls.KIND, rev, namespace):
                         if name and event.object["metadata"]["name"] != name:
                             continue
-                        _print_objects(cls.KIND, [event.object], output, header=False)
+                        if cls.KIND == "Node":
+                            context = await _node_counts(client)
+                        _print_objects(
+                            cls.KIND, [event.object], output, header=False, context=context
+                        )
 
         run_async(main())
 
@@ -496,6 +501,23 @@ def register(app: typer.Typer) -> None:
         run_async(main())
 
 
+async def _node_counts(client: ApiClient) -> dict[str, dict[str, int]]:
+    """VMIs on each node and migrations leaving it, for ``get nodes``."""
+    vmis, _ = await client.list("VirtualMachineInstance")
+    migrations, _ = await client.list("VirtualMachineInstanceMigration")
+    vms: dict[str, int] = {}
+    for v in vmis:
+        st = VMIStatus.of(v)
+        if st.node and not st.finished:
+            vms[st.node] = vms.get(st.node, 0) + 1
+    moving: dict[str, int] = {}
+    for m in migrations:
+        ms = MigrationStatus.of(m)
+        if ms.holds_slot and ms.source_node:
+            moving[ms.source_node] = moving.get(ms.source_node, 0) + 1
+    return {"vms": vms, "migrating": moving}
+
+
 def _kind_or_exit(kind: str) -> type[Resource]:
     cls = resolve_kind(kind)
     if cls is None:
@@ -550,7 +572,9 @@ def _age(obj: dict[str, Any]) -> str:
     return str(obj["metadata"].get("creationTimestamp", ""))[:19]
 
 
-def _columns(kind: str, obj: dict[str, Any], wide: bool) -> list[str]:
+def _columns(
+    kind: str, obj: dict[str, Any], wide: bool, context: dict[str, dict[str, int]]
+) -> list[str]:
     meta, status = obj["metadata"], obj.get("status") or {}
     if kind == "VirtualMachineInstanceMigration":
         m = MigrationStatus.of(obj)
@@ -586,13 +610,28 @@ def _columns(kind: str, obj: dict[str, Any], wide: bool) -> list[str]:
         ready = next(
             (c["status"] for c in status.get("conditions", []) if c["type"] == "Ready"), "Unknown"
         )
-        cordon = " (cordoned)" if (obj.get("spec") or {}).get("unschedulable") else ""
+        words = ["Ready" if ready == "True" else "NotReady"]
+        if (obj.get("spec") or {}).get("unschedulable"):
+            words.append("SchedulingDisabled")
+        drain = status.get("drain") or {}
+        if drain and not drain.get("completionTimestamp"):
+            words.append("Draining")
         mem = (status.get("capacity") or {}).get("memoryBytes", 0)
-        return [
+        cols = [
             meta["name"],
-            f"{'Ready' if ready == 'True' else 'NotReady'}{cordon}",
+            ",".join(words),
+            str(context.get("vms", {}).get(meta["name"], 0)),
+            str(context.get("migrating", {}).get(meta["name"], 0)),
             human_bytes(mem),
         ]
+        if wide:
+            cols.append(
+                f"{drain.get('vmsLeft', 0)} left, {drain.get('inFlight', 0)} migrating, "
+                f"{drain.get('queued', 0)} queued, {len(drain.get('blocked') or [])} blocked"
+                if drain and not drain.get("completionTimestamp")
+                else ("drained" if drain else "")
+            )
+        return cols
     if kind == "Event":
         involved = obj.get("involvedObject") or {}
         return [
@@ -619,13 +658,17 @@ _HEADERS = {
     ],
     "VirtualMachineInstance": ["NAMESPACE", "NAME", "PHASE", "NODE", "PROBLEM"],
     "VirtualMachine": ["NAMESPACE", "NAME", "RUN"],
-    "Node": ["NAME", "STATUS", "MEMORY"],
+    "Node": ["NAME", "STATUS", "VMS", "MIGRATING", "MEMORY"],
     "Event": ["LAST SEEN", "TYPE", "REASON", "OBJECT", "COUNT", "MESSAGE"],
 }
 
 
 def _print_objects(
-    kind: str, items: list[dict[str, Any]], output: str, header: bool = True
+    kind: str,
+    items: list[dict[str, Any]],
+    output: str,
+    header: bool = True,
+    context: dict[str, dict[str, int]] | None = None,
 ) -> None:
     if output in ("yaml", "json"):
         data: Any = (
@@ -642,13 +685,15 @@ def _print_objects(
     headers = list(_HEADERS.get(kind, ["NAMESPACE", "NAME", "CREATED"]))
     if wide and kind == "VirtualMachineInstanceMigration":
         headers.append("REASON")
+    if wide and kind == "Node":
+        headers.append("DRAIN")
     table = Table(box=None, show_header=header, pad_edge=False, padding=(0, 2))
     for h in headers:
         table.add_column(h)
     if kind == "Event":
         items = sorted(items, key=lambda e: str(e.get("lastTimestamp") or ""))
     for obj in items:
-        table.add_row(*_columns(kind, obj, wide))
+        table.add_row(*_columns(kind, obj, wide, context or {}))
     out.print(table)
 
 

@@ -234,7 +234,9 @@ def lint_codes() -> None:
 # The cluster commands live in their own module; registering them here keeps one `livemig`.
 from livemig.cli.cluster_cmds import configure_logging, register  # noqa: E402
 from livemig.cli.demo import register_demo  # noqa: E402
+from livemig.cli.node_cmds import register_nodes  # noqa: E402
 
 register(app)
+register_nodes(app)
 register_demo(app)
 configure_logging()

@@ -25,17 +25,19 @@ from livemig.api.status import condition, condition_changed, last_heartbeat, nod
 from livemig.api.vmi_status import VMIPhase, VMIStatus, vmi_scheduled
 from livemig.client import ApiClient
 from livemig.clock import Clock
+from livemig.controller import drain
 from livemig.controller.decisions import (
     MigrationView,
     NodeView,
-    Placement,
     admit,
     choose_node,
-    memory_in_use,
+    handover_pending,
     priority_rank,
     silent_nodes,
     target_selector,
 )
+from livemig.controller.draining import Drains
+from livemig.controller.views import drain_key, memory_used, node_view
 from livemig.errors import AlreadyExists, Conflict, InvalidInput, LivemigError, NotFound
 from livemig.events import EventRecorder
 from livemig.informer import LIFECYCLE, Informer, key_of, reconcile_forever
@@ -87,6 +89,7 @@ class Controller:
         precedence: Precedence = Precedence.DOCUMENTED,
         backoff: tuple[float, float] = (1.0, 300.0),
         defaults: DefaultsProfile = DefaultsProfile.DOCUMENT,
+        evacuation_backoff: tuple[float, float] = drain.BACKOFF,
     ) -> None:
         self.client = client
         self.clock = clock
@@ -96,6 +99,9 @@ class Controller:
         self.informer = Informer(client, WATCHED, clock)
         self.events = EventRecorder(client, "livemig-controller", clock)
         self.each = PerObject(self.informer, self.events, clock, *backoff)
+        self.drains = Drains(
+            client, self.informer, self.events, self.each, clock, evacuation_backoff
+        )
         # node → (its last heartbeat as written, when this controller saw it change)
         self._heard: dict[str, tuple[str | None, float]] = {}
 
@@ -119,6 +125,10 @@ class Controller:
         await self._collect_orphans(objs["VirtualMachine"], objs[VMI])
         nodes = await self._node_health(objs["Node"], objs[VMIM], objs[VMI])
         await self._place_vmis(objs[VMI], nodes)
+        cluster = (await self._inventory(objs)).cluster
+        await self.drains.reconcile(
+            objs, nodes, drain_key(cluster.settings), cluster.eviction_strategy
+        )
         await self._migrations(objs, nodes)
         await self._collect_garbage(objs[VMIM])
 
@@ -296,13 +306,7 @@ class Controller:
         vmis: list[dict[str, Any]],
     ) -> list[NodeView]:
         """Mark silent nodes NotReady and fail their migrations; return the scheduling view."""
-        placements = []
-        for raw in vmis:
-            st = VMIStatus.of(raw)
-            node = st.node if not st.finished else None
-            placements.append(Placement(key_of(raw), node, _memory_of(raw) if node else 0))
-        typed = [MigrationObject.of(raw) for raw in migrations]
-        used = defaultdict(int, memory_in_use(placements, [(m.vmi_key, m.status) for m in typed]))
+        used = memory_used(vmis, migrations)
         silent = self._silent(nodes)
         views: list[NodeView] = []
         for raw in nodes:
@@ -371,17 +375,7 @@ class Controller:
             await self._fail_unstarted_migrations_on(
                 name, migrations, f"node {name} stopped reporting ({message})"
             )
-        capacity = int(((raw.get("status") or {}).get("capacity") or {}).get("memoryBytes", 0))
-        views.append(
-            NodeView(
-                name,
-                ready,
-                bool((raw.get("spec") or {}).get("unschedulable")),
-                capacity,
-                used[name],
-                dict(raw["metadata"].get("labels") or {}),
-            )
-        )
+        views.append(node_view(raw, used, ready))
 
     async def _fail_unstarted_migrations_on(
         self, node: str, migrations: list[dict[str, Any]], reason: str
@@ -511,6 +505,13 @@ class Controller:
         vmi = validate(vmi_raw)
         assert isinstance(vmi, VirtualMachineInstance)
         source = VMIStatus.of(vmi_raw).node
+        earlier = handover_pending(
+            source,
+            str(vmi_raw["metadata"].get("creationTimestamp", "")),
+            [m for r in objs[VMIM] if (m := MigrationObject.of(r)).vmi_key == key_of(vmi_raw)],
+        )
+        if earlier is not None:
+            return  # the VM just moved (``earlier``); start from where it is, once that is written
         memory = vmi.spec.memory_bytes() or 0
         added = (raw.get("spec") or {}).get("addedNodeSelector")
         selector = target_selector(vmi.spec.node_selector, added)
@@ -606,14 +607,3 @@ def _priority(raw: dict[str, Any], annotations: dict[str, Any]) -> str | None:
     if priority is None and annotations.get(PRIORITY_ANNOTATION) == "evacuation":
         return "system-maintenance"
     return str(priority) if priority is not None else None
-
-
-def _memory_of(raw: dict[str, Any]) -> int:
-    """A VMI's memory for accounting; 0 for one that does not validate (it is reported
-    where it is placed)."""
-    try:
-        vmi = validate(raw)
-    except LivemigError:
-        return 0
-    assert isinstance(vmi, VirtualMachineInstance)
-    return vmi.spec.memory_bytes() or 0

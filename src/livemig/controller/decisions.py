@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from livemig.api.lifecycle import MigrationStatus, Phase
+from livemig.api.lifecycle import MigrationObject, MigrationStatus, Phase
 from livemig.api.quantity import short_bytes
 
 #: Admission rank by spec.priority: lower goes first (KubeVirt 2026).
@@ -173,3 +173,17 @@ def silent_nodes(last_heard: Mapping[str, float], now: float, timeout: float) ->
         return {}
     reference = max(last_heard.values()) if len(last_heard) > 1 else now
     return {n: reference - t for n, t in last_heard.items() if reference - t > timeout}
+
+
+def handover_pending(
+    vmi_node: str | None, vmi_created: str, migrations: Sequence[MigrationObject]
+) -> MigrationObject | None:
+    """The migration that moved this VMI off ``vmi_node`` but whose hand-over is not written
+    yet (it succeeded; the VMI still names its source), or None. Until then the source's QEMU
+    is a stale copy: a migration started from it would roll the guest back. Only migrations
+    of this VMI instance count (created since ``vmi_created``: a restarted VM is a new one)."""
+    done = [m for m in migrations if m.status.succeeded and m.created >= vmi_created]
+    if not done or vmi_node is None:
+        return None
+    newest = max(done, key=lambda m: (m.created, m.name))
+    return newest if newest.status.source_node == vmi_node else None

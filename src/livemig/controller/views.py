@@ -1,0 +1,116 @@
+"""Typed views of stored objects for the controller's decisions: nodes with the memory in use on
+them, the VMIs on a node being drained, and a node's drain request. The controller and the CLI
+(``drain --dry-run``, ``get nodes``) read the cluster through these, so both judge alike."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from livemig.api.lifecycle import MigrationObject
+from livemig.api.loading import validate
+from livemig.api.models import Node, VirtualMachineInstance
+from livemig.api.status import node_ready
+from livemig.api.vmi_status import VMIPhase, VMIStatus
+from livemig.controller.decisions import NodeView, Placement, memory_in_use
+from livemig.controller.drain import DRAIN_TAINT, Resident
+from livemig.errors import LivemigError
+from livemig.informer import key_of
+
+
+def typed_vmi(raw: dict[str, Any]) -> VirtualMachineInstance | None:
+    """The VMI, or None for one that does not validate (it is reported where it is placed)."""
+    try:
+        vmi = validate(raw)
+    except LivemigError:
+        return None
+    return vmi if isinstance(vmi, VirtualMachineInstance) else None
+
+
+def memory_of(raw: dict[str, Any]) -> int:
+    """A VMI's memory for accounting; 0 for one that does not validate."""
+    vmi = typed_vmi(raw)
+    return (vmi.spec.memory_bytes() or 0) if vmi is not None else 0
+
+
+def memory_used(
+    vmis: Sequence[dict[str, Any]], migrations: Sequence[dict[str, Any]]
+) -> dict[str, int]:
+    """Bytes in use per node (see decisions.memory_in_use)."""
+    placements = []
+    for raw in vmis:
+        st = VMIStatus.of(raw)
+        node = st.node if not st.finished else None
+        placements.append(Placement(key_of(raw), node, memory_of(raw) if node else 0))
+    typed = [MigrationObject.of(raw) for raw in migrations]
+    return memory_in_use(placements, [(m.vmi_key, m.status) for m in typed])
+
+
+def node_view(raw: dict[str, Any], used: dict[str, int], ready: bool | None = None) -> NodeView:
+    name = raw["metadata"]["name"]
+    capacity = int(((raw.get("status") or {}).get("capacity") or {}).get("memoryBytes", 0))
+    return NodeView(
+        name,
+        node_ready(raw) if ready is None else ready,
+        bool((raw.get("spec") or {}).get("unschedulable")),
+        capacity,
+        used.get(name, 0),
+        dict(raw["metadata"].get("labels") or {}),
+    )
+
+
+def node_views(
+    nodes: Sequence[dict[str, Any]],
+    vmis: Sequence[dict[str, Any]],
+    migrations: Sequence[dict[str, Any]],
+) -> list[NodeView]:
+    used = memory_used(vmis, migrations)
+    return [node_view(raw, used) for raw in nodes]
+
+
+def residents(node: str, vmis: Sequence[dict[str, Any]]) -> list[Resident]:
+    """The VMIs that still run (or are about to) on ``node``."""
+    out = []
+    for raw in vmis:
+        st = VMIStatus.of(raw)
+        if not st.on(node):
+            continue
+        ns, name = key_of(raw)
+        vmi = typed_vmi(raw)
+        out.append(
+            Resident(
+                ns or "default",
+                name,
+                (vmi.spec.memory_bytes() or 0) if vmi else 0,
+                st.phase is VMIPhase.RUNNING,
+                vmi.spec.eviction_strategy if vmi else None,
+                dict(vmi.spec.node_selector) if vmi else {},
+                str(raw["metadata"].get("creationTimestamp", "")),
+            )
+        )
+    return out
+
+
+def drain_taint(raw: dict[str, Any], key: str = DRAIN_TAINT) -> dict[str, Any] | None:
+    """The node's drain taint, if it carries one."""
+    for taint in (raw.get("spec") or {}).get("taints") or []:
+        if isinstance(taint, dict) and taint.get("key") == key:
+            return taint
+    return None
+
+
+def drain_key(settings: object) -> str:
+    """The drain taint key: the KubeVirt CR's ``nodeDrainTaintKey``, else KubeVirt's default."""
+    return str(getattr(settings, "node_drain_taint_key", None) or DRAIN_TAINT)
+
+
+def vmis_on(node: str, vmis: Collection[dict[str, Any]]) -> int:
+    return sum(VMIStatus.of(v).on(node) for v in vmis)
+
+
+def typed_node(raw: dict[str, Any]) -> Node | None:
+    try:
+        node = validate(raw)
+    except LivemigError:
+        return None
+    return node if isinstance(node, Node) else None
