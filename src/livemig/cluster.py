@@ -14,6 +14,7 @@ from livemig.agent.agent import NodeAgent
 from livemig.client import ApiClient
 from livemig.clock import Clock, RealClock
 from livemig.controller.controller import HEARTBEAT_TIMEOUT, Controller
+from livemig.controller.drain import BACKOFF as EVACUATION_BACKOFF
 from livemig.migration import POSTCOPY_GIVE_UP
 from livemig.policy import DefaultsProfile
 from livemig.server.run import RunningServer, ensure_token, make_state_dir, start_server
@@ -57,8 +58,10 @@ class LocalCluster:
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
         defaults: DefaultsProfile = DefaultsProfile.DOCUMENT,
         postcopy_give_up: float = POSTCOPY_GIVE_UP,
+        evacuation_backoff: tuple[float, float] = EVACUATION_BACKOFF,
     ) -> None:
         self.defaults = defaults
+        self.evacuation_backoff = evacuation_backoff
         self.postcopy_give_up = postcopy_give_up
         self.state_dir = Path(state_dir)
         self.node_names = [f"node-{i + 1}" for i in range(nodes)]
@@ -104,6 +107,7 @@ class LocalCluster:
             self.clock,
             heartbeat_timeout=self.heartbeat_timeout,
             defaults=self.defaults,
+            evacuation_backoff=self.evacuation_backoff,
         )
         self.controller_task = asyncio.create_task(controller.run())
 
