@@ -19,8 +19,9 @@ from enum import StrEnum
 from typing import Protocol
 
 from livemig.api.lifecycle import USER_CANCEL
+from livemig.api.quantity import short_bytes
 from livemig.clock import Clock
-from livemig.convergence import Action, MonitorState, decide
+from livemig.convergence import Action, Decision, MonitorState, decide
 from livemig.errors import CancelRefused, HypervisorError
 from livemig.hypervisor import VM, MigrationMode, MigrationParams, TransferStats, TransferStatus
 from livemig.policy import MigrationConfiguration
@@ -36,7 +37,8 @@ POSTCOPY_LOST = "post-copy interrupted: target lost"
 #: Called before the hypervisor is told to switch mode: True to go on, False for "do not" (the
 #: migration was cancelled meanwhile: the runner cancels instead), None for "cannot say now"
 #: (the record could not be written: the runner decides again on the next sample).
-SwitchHook = Callable[[MigrationMode], Awaitable[bool | None]]
+#: Called with the new mode and why, in words, before QEMU is told to switch.
+SwitchHook = Callable[[MigrationMode, str], Awaitable[bool | None]]
 
 
 class Recovery(Protocol):
@@ -346,7 +348,7 @@ class MigrationRunner:
         switching = decision.action in (Action.START_POST_COPY, Action.PAUSE_GUEST)
         if switching and self.on_switch is not None:
             # Recorded first, so that a cancel either lands before (and wins) or is refused.
-            recorded = await self.on_switch(decision.state.mode)
+            recorded = await self.on_switch(decision.state.mode, _switch_words(decision, sample))
             if recorded is None:
                 return None  # not recorded (API unreachable): decide again on the next sample
             if not recorded:
@@ -395,3 +397,21 @@ def _in_words(sample: TransferStats) -> str:
         return "the migration was cancelled; the VM runs on the source"
     detail = f" (QEMU: {sample.error})" if sample.error else ""
     return f"the migration stream to the target broke{detail}; the VM runs on the source"
+
+
+def _switch_words(decision: Decision, sample: TransferStats) -> str:
+    """Why the migration switches, as the operator reads it in the event: "completion timeout
+    160 s passed at 64Mi/s (the guest dirties 96Mi/s; 1.2Gi left): switched to post-copy"."""
+    rate = short_bytes(int(sample.transfer_rate))
+    dirty = short_bytes(int(sample.dirty_rate))
+    left = short_bytes(sample.remaining_bytes)
+    head = (
+        f"{decision.reason or 'completion timeout'} {decision.deadline or sample.elapsed:.0f} s "
+        f"passed at {rate}/s (the guest dirties {dirty}/s; {left} left)"
+    )
+    if decision.action is Action.START_POST_COPY:
+        return f"{head}: switched to post-copy; the guest now runs on the target"
+    return (
+        f"{head}: paused the guest so the copy converges; "
+        f"the limit is now {decision.state.acceptable_time:.0f} s"
+    )

@@ -66,7 +66,7 @@ def test_a_cancel_that_lands_before_the_switch_is_recorded_wins() -> None:
     async def go() -> tuple[MigrationResult, FakeVM]:
         vm = heavy_vm()
 
-        async def cancelled_meanwhile(mode: MigrationMode) -> bool:
+        async def cancelled_meanwhile(mode: MigrationMode, why: str) -> bool:
             return False  # the API says: the migration is gone (deleted by a cancel)
 
         runner = MigrationRunner(
@@ -85,10 +85,12 @@ def test_once_post_copy_is_recorded_a_cancel_is_refused_and_it_completes() -> No
     async def go() -> tuple[MigrationResult, FakeVM, list[str]]:
         vm = heavy_vm()
         recorded: list[MigrationMode] = []
+        whys: list[str] = []
         refusals: list[str] = []
 
-        async def record(mode: MigrationMode) -> bool:
+        async def record(mode: MigrationMode, why: str) -> bool:
             recorded.append(mode)
+            whys.append(why)
             assert sent(vm, "migrate-start-postcopy") == []  # recorded *before* the switch
             return True
 
@@ -101,6 +103,8 @@ def test_once_post_copy_is_recorded_a_cancel_is_refused_and_it_completes() -> No
         except CancelRefused as exc:
             refusals.append(str(exc))
         assert recorded == [MigrationMode.POST_COPY]
+        # Why, in the words an operator reads in the SwitchedToPostCopy event.
+        assert whys[0].startswith("completion timeout 150 s passed at 64Mi/s")
         return await task, vm, refusals
 
     result, vm, refusals = run_virtual(go())
@@ -114,7 +118,7 @@ def test_an_unreachable_api_delays_the_switch_and_never_switches_unrecorded() ->
         vm = heavy_vm()
         answers: list[bool | None] = [None, None, None, True]
 
-        async def flaky(mode: MigrationMode) -> bool | None:
+        async def flaky(mode: MigrationMode, why: str) -> bool | None:
             return answers.pop(0)
 
         runner = MigrationRunner(vm, "tcp:target:1", HEAVY, GIB, LoopClock(), on_switch=flaky)

@@ -125,6 +125,16 @@ class AgentBase:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.wall(), UTC)
 
+    def _say(self, kind: str, key: Key, event_type: EventType, reason: str, message: str) -> None:
+        """Record an event about an object without holding up the caller (best effort)."""
+        raw = self.informer.get(kind, key[1], key[0]) or {
+            "kind": kind,
+            "metadata": {"namespace": key[0], "name": key[1]},
+        }
+        task = asyncio.create_task(self.events.record(raw, event_type, reason, message))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _remember(self, key: Key, vm: VM, handle: str) -> None:
         """Record (again) that ``vm`` at ``handle`` runs VMI ``key``, with its current load."""
         spec = vm.spec

@@ -16,6 +16,7 @@ import httpx
 from livemig.agent.base import VMI, VMIM, AgentBase, Key, Local, Outgoing, key_text, log, parse_key
 from livemig.api.lifecycle import Figures, MigrationObject, MigrationStatus, Phase
 from livemig.api.models import EventType
+from livemig.api.quantity import short_bytes
 from livemig.api.transfer import MigrationMode
 from livemig.api.vmi_status import VMIStatus, vmi_handed_over
 from livemig.errors import (
@@ -108,6 +109,7 @@ class SourceSide(AgentBase):
         started = await self._migration_step(m.key, lambda st: st.start(self._now()))
         if started is None or MigrationStatus.of(started).phase is not Phase.RUNNING:
             return  # cancelled or failed meanwhile
+        self._say(VMI, m.vmi_key, EventType.NORMAL, "Migrating", _migrating_words(m))
         runner = self._runner(m, local, m.status.target_address or "")
         self.outgoing[m.key] = Outgoing(
             runner, asyncio.create_task(self._run_outgoing(m, runner, None))
@@ -132,7 +134,7 @@ class SourceSide(AgentBase):
             runner, asyncio.create_task(self._run_outgoing(m, runner, mode))
         )
 
-    async def _record_switch(self, mkey: Key, mode: MigrationMode) -> bool | None:
+    async def _record_switch(self, mkey: Key, mode: MigrationMode, why: str = "") -> bool | None:
         """Record the switch to ``mode`` before QEMU is told: False if the migration is gone
         or ended (cancelled: do not switch), None if the API cannot be reached now."""
         try:
@@ -143,7 +145,13 @@ class SourceSide(AgentBase):
         if out is None:
             return False
         st = MigrationStatus.of(out)
-        return st.phase is Phase.RUNNING and st.mode is mode
+        switched = st.phase is Phase.RUNNING and st.mode is mode
+        if switched and why:
+            reason = "SwitchedToPostCopy" if mode is MigrationMode.POST_COPY else "Paused"
+            m = MigrationObject.of(out)
+            self._say(VMIM, mkey, EventType.WARNING, reason, why)
+            self._say(VMI, m.vmi_key, EventType.WARNING, reason, f"{m.name}: {why}")
+        return switched
 
     def _progress(self, mkey: Key, sample: TransferStats) -> None:
         """Report the transfer at most once a second, without holding up the runner."""
@@ -166,21 +174,17 @@ class SourceSide(AgentBase):
 
     def _link_event(self, mkey: Key, broken: bool) -> None:
         """Say on the migration that its post-copy link broke, or came back."""
-        raw = self.informer.get(VMIM, mkey[1], mkey[0])
-        if raw is None:
-            return
         if broken:
-            event = (
+            self._say(
+                VMIM,
+                mkey,
                 EventType.WARNING,
                 "PostCopyPaused",
                 "the migration link broke in post-copy: both QEMUs hold their half of the guest "
                 f"and wait for it to come back (given up after {self.postcopy_give_up:.0f} s)",
             )
         else:
-            event = (EventType.NORMAL, "PostCopyResumed", "the post-copy link is back")
-        task = asyncio.create_task(self.events.record(raw, *event))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+            self._say(VMIM, mkey, EventType.NORMAL, "PostCopyResumed", "the post-copy link is back")
 
     async def _run_outgoing(
         self, m: MigrationObject, runner: MigrationRunner, adopt: MigrationMode | None
@@ -216,6 +220,8 @@ class SourceSide(AgentBase):
         ok = record["outcome"] == Outcome.SUCCEEDED
         # The outcome first: it frees the parallel slot for the next pending migration.
         recorded = await self._persist(partial(self._finish, mkey, record), "record " + text)
+        if recorded:
+            self._say_outcome(mkey, vmi_key, record)
         if ok and recorded:
             # The target adopts the VMI once it sees the hand-over and its QEMU completed.
             summary = record["summary"]
@@ -241,6 +247,29 @@ class SourceSide(AgentBase):
             await self._stop_local(vmi_key)  # paused with half a guest, or dead: not the VM
         self.ledger.outbox.pop(text, None)
         self.ledger.save()
+
+    def _say_outcome(self, mkey: Key, vmi_key: Key, record: dict[str, Any]) -> None:
+        """The outcome's events: on the migration (KubeVirt's reasons) and on the VMI."""
+        target, name = record["target"], mkey[1]
+        if record["outcome"] == Outcome.SUCCEEDED:
+            figures = record["figures"] or {}
+            words = (
+                f"{self.node} → {target} in {record['duration'] or 0:.1f} s, "
+                f"{short_bytes(int(figures.get('processed', 0)))} sent, "
+                f"downtime {record['downtime_ms'] if record['downtime_ms'] is not None else '?'} ms"
+                f" ({record['mode']})"
+            )
+            self._say(VMIM, mkey, EventType.NORMAL, "SuccessfulMigration", words)
+            self._say(VMI, vmi_key, EventType.NORMAL, "Migrated", f"{name}: {words}")
+        elif record["reason"] == USER_CANCEL:
+            words = f"cancelled: the VM keeps running on {self.node}"
+            self._say(VMIM, mkey, EventType.NORMAL, "SuccessfulAbortMigration", words)
+        else:
+            words = f"{record['reason']}" + (
+                "; the guest is lost" if record["guest_lost"] else f"; it runs on, on {self.node}"
+            )
+            self._say(VMIM, mkey, EventType.WARNING, "FailedMigration", words)
+            self._say(VMI, vmi_key, EventType.WARNING, "FailedMigration", f"{name}: {words}")
 
     async def _finish(self, mkey: Key, record: dict[str, Any]) -> bool:
         """Record the outcome; False if it was already decided otherwise."""
@@ -322,3 +351,13 @@ def _outcome_record(m: MigrationObject, result: MigrationResult) -> dict[str, An
         "guest_lost": result.guest_lost,
         "summary": summary,
     }
+
+
+def _migrating_words(m: MigrationObject) -> str:
+    config = m.status.configuration or {}
+    cap = int(config.get("bandwidthPerMigration") or 0)
+    return (
+        f"to {m.status.target_node} ({VMIM} {m.name}; "
+        f"{'policy ' + m.status.policy if m.status.policy else 'cluster settings'}; "
+        f"bandwidth {short_bytes(cap) + '/s' if cap else 'unlimited'})"
+    )

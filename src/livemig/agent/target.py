@@ -15,7 +15,7 @@ from livemig.agent.ledger import IncomingEntry
 from livemig.agent.vmspec import vm_spec
 from livemig.api.lifecycle import MigrationObject, MigrationStatus, Phase
 from livemig.api.loading import validate
-from livemig.api.models import VirtualMachineInstance
+from livemig.api.models import EventType, VirtualMachineInstance
 from livemig.api.vmi_status import VMIStatus, vmi_handed_over, vmi_running
 from livemig.errors import (
     HypervisorError,
@@ -177,6 +177,13 @@ class TargetSide(AgentBase):
         out = await self._migration_step(m.key, lambda st: st.preparing(self._now()))
         if out is None or MigrationStatus.of(out).phase is not Phase.PREPARING_TARGET:
             return
+        self._say(
+            VMIM,
+            m.key,
+            EventType.NORMAL,
+            "PreparingTarget",
+            f"{self.node} starts the incoming VM for {m.namespace}/{m.vmi_name}",
+        )
         try:
             vmi_raw = self.informer.get(VMI, m.vmi_name, m.namespace)
             if vmi_raw is None:
@@ -197,6 +204,7 @@ class TargetSide(AgentBase):
         except (LivemigError, KeyError) as exc:
             why = f"target {self.node} could not prepare: {exc}"
             await self._migration_step(m.key, lambda st: st.fail(why, self._now()))
+            self._say(VMIM, m.key, EventType.WARNING, "FailedMigration", why)
             return
         self.incoming[m.key] = Incoming(vm, m.vmi_key)
         address = vm.listen_uri or ""

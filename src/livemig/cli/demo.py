@@ -8,10 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from livemig.api.builders import migration_request
-from livemig.api.lifecycle import Figures, MigrationStatus, Phase
 from livemig.api.loading import LoadResult, load_text
 from livemig.api.models import to_dict
 from livemig.api.quantity import human_bytes
@@ -21,7 +18,8 @@ from livemig.clock import RealClock
 from livemig.cluster import LocalCluster
 from livemig.errors import LivemigError
 
-from .cluster_cmds import follow, out, require_qemu, run_async
+from .cluster_cmds import out, require_qemu, run_async
+from .node_cmds import drain_summary, follow_drain, set_node
 
 NAMESPACE = "default"
 DRAINED = "node-1"
@@ -151,44 +149,26 @@ async def demo(state: Path) -> None:
 
         await wait_for("the VMs to boot", all_running, 60)
         out.print(f"[bold]3.[/] all {len(VMS)} VMs run on {DRAINED} (real QEMU processes)")
-        await set_cordon(client, DRAINED, True)
         for other in nodes[1:]:
             await set_cordon(client, other, False)
-        names = []
-        for vm_name, *_ in VMS:
-            name = f"{vm_name}-evacuation"
-            await client.create(migration_request(name, vm_name, NAMESPACE, evacuation=True))
-            names.append(name)
+        await set_node(client, DRAINED, cordon=True, drain=True)
         out.print(
-            f"[bold]4.[/] cordoned {DRAINED} and asked to migrate every VM off it "
-            "(at most 2 at a time leave one node)"
+            f"[bold]4.[/] `livemig drain {DRAINED}`: cordoned it; the controller migrates "
+            "every VM off it (at most 2 at a time leave one node)"
         )
-        results = await follow(client, NAMESPACE, names)
-        table = Table(title="migrations off " + DRAINED)
-        for col in ("VM", "POLICY", "MODE", "DURATION", "DOWNTIME", "TARGET", "OUTCOME"):
-            table.add_column(col)
-        for name in names:
-            m = results[name]
-            st = MigrationStatus.of(m)
-            outcome = st.phase.value or "deleted"
-            if st.phase is Phase.FAILED:
-                outcome += f": {st.reason}"
-            table.add_row(
-                (m.get("spec") or {}).get("vmiName", name),
-                st.policy or "(cluster settings)",
-                st.mode.value if st.mode else "",
-                f"{st.duration or 0:.2f} s",
-                f"{st.downtime_ms or 0} ms",
-                st.target_node or "",
-                outcome,
-            )
-        out.print(table)
-        total = sum((MigrationStatus.of(results[n]).figures or Figures()).processed for n in names)
+        drained = await follow_drain(client, DRAINED, give_up_after=300)
+        out.print(await drain_summary(client, DRAINED))
+        node = await client.get("Node", DRAINED)
+        drain = (node.get("status") or {}).get("drain") or {}
         vmis, _ = await client.list("VirtualMachineInstance", NAMESPACE)
-        left = [v["metadata"]["name"] for v in vmis if VMIStatus.of(v).node == DRAINED]
+        left = [v["metadata"]["name"] for v in vmis if VMIStatus.of(v).on(DRAINED)]
         out.print(
-            f"moved {human_bytes(total)} in total; "
-            + (f"{DRAINED} now runs no VM" if not left else f"still on {DRAINED}: {left}")
+            f"moved {human_bytes(int(drain.get('bytesMoved', 0)))} in total; "
+            + (
+                f"{DRAINED} now runs no VM"
+                if drained and not left
+                else f"still on {DRAINED}: {left}"
+            )
         )
     finally:
         out.print("[bold]5.[/] stopping the cluster: VMs, agents, controller, server")

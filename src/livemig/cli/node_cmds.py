@@ -66,7 +66,7 @@ def _elapsed(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
-async def _set_node(client: ApiClient, node: str, cordon: bool, drain: bool | None) -> bool:
+async def set_node(client: ApiClient, node: str, cordon: bool, drain: bool | None) -> bool:
     """Cordon/uncordon ``node``; add (True) or remove (False) the drain taint. True if anything
     changed."""
     key = _taint_key(*(await _cluster_objects(client)))
@@ -293,7 +293,17 @@ async def drain_summary(client: ApiClient, node: str) -> Table:
     started = _drain_started(raw) or 0.0
     migrations, _ = await client.list(VMIM)
     table = Table(box=None, pad_edge=False, padding=(0, 2), title=f"evacuations off {node}")
-    for h in ("VMI", "MIGRATION", "TARGET", "MODE", "DURATION", "DOWNTIME", "MOVED", "OUTCOME"):
+    for h in (
+        "VMI",
+        "MIGRATION",
+        "POLICY",
+        "TARGET",
+        "MODE",
+        "DURATION",
+        "DOWNTIME",
+        "MOVED",
+        "OUTCOME",
+    ):
         table.add_column(h)
     rows = []
     for m_raw in migrations:
@@ -311,6 +321,7 @@ async def drain_summary(client: ApiClient, node: str) -> Table:
                 [
                     f"{m.namespace}/{m.vmi_name}",
                     m.name,
+                    st.policy or "(cluster)",
                     st.target_node or "",
                     st.mode.value if st.mode else "",
                     f"{st.duration:.1f} s" if st.duration else "",
@@ -337,7 +348,7 @@ def register_nodes(app: typer.Typer) -> None:
 
         async def main() -> None:
             async with connect(server, token, state) as client:
-                changed = await _set_node(client, node, cordon=True, drain=None)
+                changed = await set_node(client, node, cordon=True, drain=None)
                 out.print(f"node/{node} {'cordoned' if changed else 'already cordoned'}")
 
         run_async(main())
@@ -358,7 +369,7 @@ def register_nodes(app: typer.Typer) -> None:
                 draining = bool((raw.get("status") or {}).get("drain")) or bool(
                     drain_taint(raw, _taint_key(*(await _cluster_objects(client))))
                 )
-                changed = await _set_node(client, node, cordon=False, drain=False)
+                changed = await set_node(client, node, cordon=False, drain=False)
                 out.print(f"node/{node} {'uncordoned' if changed else 'already uncordoned'}")
                 if draining:
                     out.print(
@@ -426,7 +437,7 @@ def register_nodes(app: typer.Typer) -> None:
                             markup=False,
                         )
                     return True
-                await _set_node(client, node, cordon=True, drain=True)
+                await set_node(client, node, cordon=True, drain=True)
                 out.print(f"node/{node} cordoned")
                 out.print(
                     f"node/{node} draining: {len(p.decisions)} VMI(s) to move"

@@ -549,7 +549,18 @@ class Controller:
                 condition(_status(out), "Scheduled", "True", "TargetChosen", why)
             return out
 
-        await self._modify(VMIM, name, ns, scheduled)
+        if await self._status_written(VMIM, raw, scheduled):
+            await self.events.record(
+                raw,
+                EventType.NORMAL,
+                "SuccessfulCreate",
+                f"migrating {vmi.name} from {source} to {target.name} ({why}); "
+                + (
+                    f"MigrationPolicy {resolution.winner.name}"
+                    if resolution.winner
+                    else "no MigrationPolicy: cluster settings"
+                ),
+            )
         _reserve(nodes, target.name, memory)
 
     async def _collect_garbage(self, migrations: list[dict[str, Any]]) -> None:

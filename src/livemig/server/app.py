@@ -51,7 +51,7 @@ from livemig.server.body import (
     read_object,
     too_large,
 )
-from livemig.server.selectors import matches_selector, parse_selector
+from livemig.server.selectors import Requirement, matches_selector, parse_selector
 from livemig.store import Store, Subresource, object_key
 
 VMIM = "VirtualMachineInstanceMigration"
@@ -301,7 +301,7 @@ async def _watch(
     store: Store,
     cls: type[Resource],
     namespace: str | None,
-    selector: list[tuple[str, str, str | None]],
+    selector: list[Requirement],
     since: int,
 ) -> AsyncIterator[bytes]:
     try:
