@@ -183,9 +183,15 @@ class ApiClient:
         raise Conflict(f"{kind}/{name}: still conflicting after {CONFLICT_RETRIES} tries")
 
     async def watch(
-        self, kind: str, since: int, namespace: str | None = None
+        self,
+        kind: str,
+        since: int,
+        namespace: str | None = None,
+        label_selector: str | None = None,
     ) -> AsyncIterator[WatchEvent]:
-        params = self._params(namespace, watch="true", resourceVersion=since)
+        params = self._params(
+            namespace, watch="true", resourceVersion=since, labelSelector=label_selector
+        )
         async with self._http.stream(
             "GET", f"/apis/{kind}", params=params, timeout=httpx.Timeout(10.0, read=None)
         ) as r:

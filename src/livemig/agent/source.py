@@ -97,7 +97,7 @@ class SourceSide(AgentBase):
                     m.key, lambda st: st.fail(f"the VM is not running on {self.node}", self._now())
                 )
             return  # not ours to run yet; the next pass looks again
-        if (await local.vm.stats()).status is TransferStatus.COMPLETED:
+        if await local.vm.run_state() == "postmigrate":
             # This QEMU already handed the guest to another node (that hand-over is not written
             # yet): migrating it again would roll the guest back to that moment.
             reason = (

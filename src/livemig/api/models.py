@@ -630,6 +630,10 @@ def to_dict(obj: BaseModel) -> dict[str, Any]:
 
 _ALIASES = {
     "hco": "HyperConverged",
+    "mp": "MigrationPolicy",
+    "mps": "MigrationPolicy",
+    "ev": "Event",
+    "no": "Node",
     "policy": "MigrationPolicy",
     "policies": "MigrationPolicy",
     "ns": "Namespace",

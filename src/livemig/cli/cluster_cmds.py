@@ -15,27 +15,37 @@ from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
-from rich.table import Table
 
 from livemig.api.apply import Verb, to_create, to_update
 from livemig.api.lifecycle import Figures, MigrationStatus, Phase
 from livemig.api.limits import MAX_BODY_BYTES, MAX_MEMORY_BYTES
 from livemig.api.loading import LoadResult, load_paths
-from livemig.api.models import Resource, resolve_kind, to_dict
+from livemig.api.models import KINDS, to_dict
 from livemig.api.quantity import human_bytes, parse_quantity, short_bytes
 from livemig.api.vmi_status import VMIStatus
+from livemig.cli.completion import complete_kind_or_name, complete_names
+from livemig.cli.describing import describe_text
+from livemig.cli.getting import Context, Printer, Target, find, object_name, targets
 from livemig.client import ApiClient
 from livemig.clock import RealClock
 from livemig.cluster import LocalCluster, default_state_dir, find_cluster
-from livemig.errors import AlreadyExists, LivemigError, LoadError, NotFound, QuantityError
+from livemig.errors import (
+    AlreadyExists,
+    LivemigError,
+    LoadError,
+    NotFound,
+    QuantityError,
+    UsageError,
+)
 from livemig.migration import POSTCOPY_GIVE_UP
 from livemig.policy import DefaultsProfile
 from livemig.tasks import cancel_and_wait
 
 T = TypeVar("T")
+#: The label every node carries with its own name (as kubelet sets it).
+HOSTNAME_LABEL = "kubernetes.io/hostname"
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 4000)
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 4000)
 
@@ -65,7 +75,28 @@ TokenOption = Annotated[
         help="Bearer token (default: the local cluster's token file).",
     ),
 ]
-NamespaceOption = Annotated[str | None, typer.Option("-n", "--namespace", metavar="NS")]
+NamespaceOption = Annotated[
+    str | None,
+    typer.Option(
+        "-n",
+        "--namespace",
+        metavar="NS",
+        help="The namespace (listings default to 'default').",
+        autocompletion=lambda: complete_names("Namespace", ""),
+    ),
+]
+AllNamespacesOption = Annotated[
+    bool, typer.Option("-A", "--all-namespaces", help="Every namespace.")
+]
+SelectorOption = Annotated[
+    str | None,
+    typer.Option(
+        "-l",
+        "--selector",
+        metavar="SELECTOR",
+        help="Label selector: app=web, tier!=db, 'tier in (web,db)', 'tier notin (x)', key, !key.",
+    ),
+]
 PostcopyGiveUpOption = Annotated[
     float,
     typer.Option(
@@ -365,80 +396,123 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def get(
-        kind: Annotated[
-            str, typer.Argument(help="vms, vmis, migrations, policies, nodes, events, …")
+        what: Annotated[
+            list[str],
+            typer.Argument(
+                help="KIND [NAME…] or KIND/NAME…; KIND: vm, vmi, vmim (migrations), mp "
+                "(policies), hco, node, ns, event, … (short, plural or full names).",
+                autocompletion=complete_kind_or_name,
+                show_default=False,
+            ),
         ],
-        name: Annotated[str | None, typer.Argument(help="One object.")] = None,
         namespace: NamespaceOption = None,
+        all_namespaces: AllNamespacesOption = False,
+        selector: SelectorOption = None,
         output: Annotated[
-            str, typer.Option("-o", "--output", help="table, wide, yaml or json.")
+            str,
+            typer.Option(
+                "-o",
+                "--output",
+                help="table, wide (more columns), yaml, json, name, or jsonpath=TEMPLATE "
+                "(kubectl's: '{.items[*].metadata.name}', '{range .items[*]}…{end}').",
+            ),
         ] = "table",
         watch: Annotated[
-            bool, typer.Option("-w", "--watch", help="Keep printing changes.")
+            bool, typer.Option("-w", "--watch", help="After listing, print every change.")
         ] = False,
         server: ServerOption = None,
         token: TokenOption = None,
         state: StateOption = None,
     ) -> None:
-        """List objects (or show one)."""
-        cls = _kind_or_exit(kind)
+        """List objects, or show the ones named.
+
+        Without -n, a listing shows namespace default; a NAME is looked up in every namespace
+        (the only match is used; several are an error that names them). -A lists every
+        namespace."""
 
         async def main() -> None:
+            target = targets(what)
+            printer = Printer(target.cls, output, all_namespaces, watching=watch)
             async with connect(server, token, state) as client:
-                if name:
-                    items = [await client.get(cls.KIND, name, namespace)]
-                    rev = 0
-                else:
-                    items, rev = await client.list(cls.KIND, namespace)
-                context = await _node_counts(client) if cls.KIND == "Node" else {}
-                _print_objects(cls.KIND, items, output, context=context)
-                if watch:
-                    async for event in client.watch(cls.KIND, rev, namespace):
-                        if name and event.object["metadata"]["name"] != name:
-                            continue
-                        if cls.KIND == "Node":
-                            context = await _node_counts(client)
-                        _print_objects(
-                            cls.KIND, [event.object], output, header=False, context=context
-                        )
+                items, rev, where = await find(client, target, namespace, all_namespaces, selector)
+                ctx = await Context.load(client, target.cls.KIND)
+                printer.listing(items, ctx, one=len(target.names) == 1, namespace=where)
+                if not watch:
+                    return
+                names = set(target.names)
+                async for event in client.watch(target.cls.KIND, rev, where, selector):
+                    if names and event.object["metadata"]["name"] not in names:
+                        continue
+                    if target.cls.KIND in ("Node", "VirtualMachine", "VirtualMachineInstance"):
+                        ctx = await Context.load(client, target.cls.KIND)
+                    printer.change(event.object, ctx, deleted=event.type == "DELETED")
 
         run_async(main())
 
     @app.command()
     def describe(
-        kind: str,
-        name: str,
+        what: Annotated[
+            list[str],
+            typer.Argument(help="KIND NAME… or KIND/NAME…", autocompletion=complete_kind_or_name),
+        ],
         namespace: NamespaceOption = None,
+        selector: SelectorOption = None,
         server: ServerOption = None,
         token: TokenOption = None,
         state: StateOption = None,
     ) -> None:
-        """Show one object in full: spec, status, conditions and migration state."""
-        cls = _kind_or_exit(kind)
+        """Show objects as a readable summary (sizes in Mi/Gi, times as ages, a migration's
+        figures and phases, a node's drain), each ending with its events."""
 
         async def main() -> None:
+            target = targets(what)
             async with connect(server, token, state) as client:
-                obj = await client.get(cls.KIND, name, namespace)
-                sys.stdout.write(yaml.safe_dump(obj, sort_keys=False))
+                items, _, where = await find(client, target, namespace, False, selector)
+                if not items:
+                    where_ = f" in {where} namespace" if where else ""
+                    err.print(f"No resources found{where_}.", markup=False)
+                for i, obj in enumerate(items):
+                    if i:
+                        sys.stdout.write("\n\n")
+                    sys.stdout.write(await describe_text(client, obj))
 
         run_async(main())
 
     @app.command()
     def delete(
-        kind: str,
-        name: str,
+        what: Annotated[
+            list[str],
+            typer.Argument(
+                help="KIND NAME…, KIND/NAME…, or KIND with -l SELECTOR",
+                autocompletion=complete_kind_or_name,
+            ),
+        ],
         namespace: NamespaceOption = None,
+        all_namespaces: AllNamespacesOption = False,
+        selector: SelectorOption = None,
         server: ServerOption = None,
         token: TokenOption = None,
         state: StateOption = None,
     ) -> None:
-        """Delete an object (deleting an unfinished migration cancels it)."""
-        cls = _kind_or_exit(kind)
+        """Delete objects (deleting an unfinished migration cancels it; deleting a VM deletes
+        its VMI). A NAME without -n is looked up in every namespace."""
 
         async def main() -> None:
+            target = targets(what)
+            if not target.names and not selector:
+                raise UsageError(
+                    f"name what to delete: livemig delete {what[0]} NAME, or select with -l"
+                )
             async with connect(server, token, state) as client:
-                await client.delete(cls.KIND, name, namespace)
-                out.print(f"{cls.KIND}/{name} deleted")
+                items, _, where = await find(client, target, namespace, all_namespaces, selector)
+                if not items:
+                    where_ = f" in {where} namespace" if where else ""
+                    err.print(f"No resources found{where_}.", markup=False)
+                for obj in items:
+                    meta = obj["metadata"]
+                    await client.delete(target.cls.KIND, meta["name"], meta.get("namespace"))
+                    place = f" (namespace {meta['namespace']})" if meta.get("namespace") else ""
+                    out.print(f"{object_name(obj)} deleted{place}", markup=False)
 
         run_async(main())
 
@@ -447,8 +521,24 @@ def register(app: typer.Typer) -> None:
         vmi: Annotated[str, typer.Argument(help="The VMI to move.")],
         namespace: NamespaceOption = None,
         wait: Annotated[
-            bool, typer.Option("--wait", help="Follow it with a progress bar.")
+            bool,
+            typer.Option(
+                "--wait",
+                help="Follow it with a progress bar, and say when and why it switches to "
+                "post-copy or pauses the guest.",
+            ),
         ] = False,
+        target_node: Annotated[
+            str | None,
+            typer.Option(
+                "--target-node",
+                metavar="NODE",
+                help="Move it to this node (an addedNodeSelector on kubernetes.io/hostname, "
+                "like `virtctl migrate --addedNodeSelector`); the VM's own nodeSelector "
+                "still applies.",
+                autocompletion=lambda incomplete: complete_names("Node", incomplete),
+            ),
+        ] = None,
         server: ServerOption = None,
         token: TokenOption = None,
         state: StateOption = None,
@@ -456,13 +546,23 @@ def register(app: typer.Typer) -> None:
         """Live-migrate a VMI (creates a VirtualMachineInstanceMigration)."""
         from livemig.api.builders import migration_request
 
-        ns = namespace or "default"
-
         async def main() -> dict[str, Any]:
             async with connect(server, token, state) as client:
-                await client.get("VirtualMachineInstance", vmi, ns)  # a clear NotFound
+                found, _, _ = await find(
+                    client, Target(KINDS["VirtualMachineInstance"], (vmi,)), namespace, False, None
+                )
+                ns = found[0]["metadata"]["namespace"]
+                if target_node is not None:
+                    await client.get("Node", target_node)  # a clear NotFound
+                    if VMIStatus.of(found[0]).node == target_node:
+                        raise UsageError(
+                            f"VirtualMachineInstance {ns}/{vmi} already runs on {target_node}"
+                        )
                 name = f"{vmi}-migration-{secrets.token_hex(3)}"
-                await client.create(migration_request(name, vmi, ns, priority="user-triggered"))
+                request = migration_request(name, vmi, ns, priority="user-triggered")
+                if target_node is not None:
+                    request["spec"]["addedNodeSelector"] = {HOSTNAME_LABEL: target_node}
+                await client.create(request)
                 out.print(f"VirtualMachineInstanceMigration/{ns}/{name} created")
                 if not wait:
                     return {}
@@ -501,31 +601,6 @@ def register(app: typer.Typer) -> None:
         run_async(main())
 
 
-async def _node_counts(client: ApiClient) -> dict[str, dict[str, int]]:
-    """VMIs on each node and migrations leaving it, for ``get nodes``."""
-    vmis, _ = await client.list("VirtualMachineInstance")
-    migrations, _ = await client.list("VirtualMachineInstanceMigration")
-    vms: dict[str, int] = {}
-    for v in vmis:
-        st = VMIStatus.of(v)
-        if st.node and not st.finished:
-            vms[st.node] = vms.get(st.node, 0) + 1
-    moving: dict[str, int] = {}
-    for m in migrations:
-        ms = MigrationStatus.of(m)
-        if ms.holds_slot and ms.source_node:
-            moving[ms.source_node] = moving.get(ms.source_node, 0) + 1
-    return {"vms": vms, "migrating": moving}
-
-
-def _kind_or_exit(kind: str) -> type[Resource]:
-    cls = resolve_kind(kind)
-    if cls is None:
-        err.print(f"error: unknown kind {kind!r} (try vms, vmis, migrations, policies, nodes)")
-        raise typer.Exit(1)
-    return cls
-
-
 async def apply_one(client: ApiClient, obj: dict[str, Any]) -> Verb:
     """Create ``obj`` or three-way merge it onto the stored one (livemig.api.apply)."""
     meta = obj["metadata"]
@@ -557,152 +632,13 @@ def load_files(files: list[str], done: str = "loaded") -> LoadResult:
         raise typer.Exit(1) from exc
 
 
-# --- printing -------------------------------------------------------------------------------
-
-
-def _trouble(status: dict[str, Any]) -> str:
-    """The reason of a condition that says something is wrong (``describe`` has the message)."""
-    for c in status.get("conditions") or []:
-        if c.get("type") in ("Scheduled", "Synchronized") and c.get("status") == "False":
-            return str(c.get("reason") or "")
-    return ""
-
-
-def _age(obj: dict[str, Any]) -> str:
-    return str(obj["metadata"].get("creationTimestamp", ""))[:19]
-
-
-def _columns(
-    kind: str, obj: dict[str, Any], wide: bool, context: dict[str, dict[str, int]]
-) -> list[str]:
-    meta, status = obj["metadata"], obj.get("status") or {}
-    if kind == "VirtualMachineInstanceMigration":
-        m = MigrationStatus.of(obj)
-        cols = [
-            meta["namespace"],
-            meta["name"],
-            obj["spec"]["vmiName"],
-            m.phase.value or "Pending",
-            m.source_node or "",
-            m.target_node or "",
-            m.mode.value if m.mode else "",
-            m.policy or "",
-        ]
-        if wide:
-            cols += [m.reason or ""]
-        return cols
-    if kind == "VirtualMachineInstance":
-        vmi = VMIStatus.of(obj)
-        return [
-            meta["namespace"],
-            meta["name"],
-            vmi.phase.value or "Pending",
-            vmi.node or "",
-            _trouble(status),
-        ]
-    if kind == "VirtualMachine":
-        return [
-            meta["namespace"],
-            meta["name"],
-            obj["spec"].get("runStrategy") or str(obj["spec"].get("running")),
-        ]
-    if kind == "Node":
-        ready = next(
-            (c["status"] for c in status.get("conditions", []) if c["type"] == "Ready"), "Unknown"
-        )
-        words = ["Ready" if ready == "True" else "NotReady"]
-        if (obj.get("spec") or {}).get("unschedulable"):
-            words.append("SchedulingDisabled")
-        drain = status.get("drain") or {}
-        if drain and not drain.get("completionTimestamp"):
-            words.append("Draining")
-        mem = (status.get("capacity") or {}).get("memoryBytes", 0)
-        cols = [
-            meta["name"],
-            ",".join(words),
-            str(context.get("vms", {}).get(meta["name"], 0)),
-            str(context.get("migrating", {}).get(meta["name"], 0)),
-            human_bytes(mem),
-        ]
-        if wide:
-            cols.append(
-                f"{drain.get('vmsLeft', 0)} left, {drain.get('inFlight', 0)} migrating, "
-                f"{drain.get('queued', 0)} queued, {len(drain.get('blocked') or [])} blocked"
-                if drain and not drain.get("completionTimestamp")
-                else ("drained" if drain else "")
-            )
-        return cols
-    if kind == "Event":
-        involved = obj.get("involvedObject") or {}
-        return [
-            str(obj.get("lastTimestamp") or "")[:19],
-            str(obj.get("type") or ""),
-            str(obj.get("reason") or ""),
-            f"{involved.get('kind', '')}/{involved.get('name', '')}",
-            str(obj.get("count") or 1),
-            str(obj.get("message") or ""),
-        ]
-    return [meta.get("namespace") or "", meta["name"], _age(obj)]
-
-
-_HEADERS = {
-    "VirtualMachineInstanceMigration": [
-        "NAMESPACE",
-        "NAME",
-        "VMI",
-        "PHASE",
-        "SOURCE",
-        "TARGET",
-        "MODE",
-        "POLICY",
-    ],
-    "VirtualMachineInstance": ["NAMESPACE", "NAME", "PHASE", "NODE", "PROBLEM"],
-    "VirtualMachine": ["NAMESPACE", "NAME", "RUN"],
-    "Node": ["NAME", "STATUS", "VMS", "MIGRATING", "MEMORY"],
-    "Event": ["LAST SEEN", "TYPE", "REASON", "OBJECT", "COUNT", "MESSAGE"],
-}
-
-
-def _print_objects(
-    kind: str,
-    items: list[dict[str, Any]],
-    output: str,
-    header: bool = True,
-    context: dict[str, dict[str, int]] | None = None,
-) -> None:
-    if output in ("yaml", "json"):
-        data: Any = (
-            items[0] if len(items) == 1 else {"apiVersion": "v1", "kind": "List", "items": items}
-        )
-        text = (
-            json.dumps(data, indent=2) + "\n"
-            if output == "json"
-            else yaml.safe_dump(data, sort_keys=False)
-        )
-        sys.stdout.write(text)
-        return
-    wide = output == "wide"
-    headers = list(_HEADERS.get(kind, ["NAMESPACE", "NAME", "CREATED"]))
-    if wide and kind == "VirtualMachineInstanceMigration":
-        headers.append("REASON")
-    if wide and kind == "Node":
-        headers.append("DRAIN")
-    table = Table(box=None, show_header=header, pad_edge=False, padding=(0, 2))
-    for h in headers:
-        table.add_column(h)
-    if kind == "Event":
-        items = sorted(items, key=lambda e: str(e.get("lastTimestamp") or ""))
-    for obj in items:
-        table.add_row(*_columns(kind, obj, wide, context or {}))
-    out.print(table)
-
-
 # --- following migrations ---------------------------------------------------------------
 
 
 async def follow(client: ApiClient, namespace: str, names: list[str]) -> dict[str, Any]:
     """Live progress bars until every named migration has finished; their last states."""
     done: dict[str, Any] = {}
+    told: set[tuple[str, int]] = set()
     with Progress(
         TextColumn("{task.fields[vm]:<16}"),
         BarColumn(),
@@ -741,10 +677,38 @@ async def follow(client: ApiClient, namespace: str, names: list[str]) -> dict[st
                 if st.phase is Phase.FAILED:
                     detail += f" — {st.reason}"
                 progress.update(bars[n], completed=pct, vm=m["spec"]["vmiName"], detail=detail)
+                if (st.mode is not None and st.mode.value != "PreCopy") or st.finished:
+                    for line in await _news(client, namespace, n, told):
+                        progress.console.print(line, markup=False)
                 if st.finished:
                     done[n] = m
             await RealClock().sleep(0.5)
     return done
+
+
+#: Events ``migrate --wait`` repeats: when and why the migration changed course.
+NEWS = ("SwitchedToPostCopy", "Paused", "PostCopyPaused", "PostCopyResumed")
+
+
+async def _news(
+    client: ApiClient, namespace: str, name: str, told: set[tuple[str, int]]
+) -> list[str]:
+    """Lines for the migration's course-changing events not printed yet."""
+    events, _ = await client.list("Event", namespace)
+    lines = []
+    for e in sorted(events, key=lambda e: str(e.get("lastTimestamp") or "")):
+        involved = e.get("involvedObject") or {}
+        if (
+            involved.get("kind") != "VirtualMachineInstanceMigration"
+            or involved.get("name") != name
+        ):
+            continue
+        key = (str(e["metadata"]["name"]), int(e.get("count") or 1))
+        if e.get("reason") in NEWS and key not in told:
+            told.add(key)
+            when = str(e.get("lastTimestamp") or "")[11:19]
+            lines.append(f"{when} {name}: {e.get('reason')}: {e.get('message')}")
+    return lines
 
 
 def configure_logging() -> None:
