@@ -113,11 +113,11 @@ async def start_vms_on(
         await cordon(client, other, other != node)
     for v in vms:
         await client.create(v)
-    names = {v["metadata"]["name"] for v in vms}
+    names = {(v["metadata"].get("namespace", "default"), v["metadata"]["name"]) for v in vms}
 
     async def running() -> bool:
         items, _ = await client.list("VirtualMachineInstance")
-        mine = [i for i in items if i["metadata"]["name"] in names]
+        mine = [i for i in items if (i["metadata"]["namespace"], i["metadata"]["name"]) in names]
         return len(mine) == len(names) and all(
             (i.get("status") or {}).get("phase") == "Running" for i in mine
         )

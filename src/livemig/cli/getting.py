@@ -458,11 +458,10 @@ class Printer:
         self, items: list[dict[str, Any]], ctx: Context, header: bool, deleted: bool = False
     ) -> None:
         rows = [[fn(o, ctx) for _, fn in self.columns] for o in items]
-        if deleted:
-            at = self.rows.headers.index("NAME") if "NAME" in self.rows.headers else 0
-            for row in rows:
-                row[at] += " (deleted)"
-        sys.stdout.write("".join(line + "\n" for line in self.rows.lines(rows, header)))
+        lines = self.rows.lines(rows, header)
+        if deleted:  # at the end of the row, so the columns stay where they are
+            lines[-1] += "   (deleted)"
+        sys.stdout.write("".join(line + "\n" for line in lines))
 
     def _dump(self, data: Any, stream: bool = False) -> None:
         if self.format == "json":
