@@ -14,7 +14,7 @@ from livemig.agent.agent import NodeAgent
 from livemig.client import ApiClient
 from livemig.clock import Clock, RealClock
 from livemig.controller.controller import HEARTBEAT_TIMEOUT, Controller
-from livemig.controller.drain import BACKOFF as EVACUATION_BACKOFF
+from livemig.evacuation import BACKOFF as EVACUATION_BACKOFF
 from livemig.migration import POSTCOPY_GIVE_UP
 from livemig.policy import DefaultsProfile
 from livemig.server.run import RunningServer, ensure_token, make_state_dir, start_server

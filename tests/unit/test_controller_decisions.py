@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from livemig.api.lifecycle import Phase
-from livemig.controller.decisions import (
+from livemig.scheduling import (
     UNSET,
     MigrationView,
     NodeView,
@@ -172,7 +172,7 @@ def test_a_vm_that_just_landed_counts_on_its_target_until_it_is_handed_over() ->
     from datetime import UTC, datetime
 
     from livemig.api.lifecycle import MigrationStatus
-    from livemig.controller.decisions import Placement, memory_in_use
+    from livemig.scheduling import Placement, memory_in_use
 
     now = datetime(2026, 11, 29, tzinfo=UTC)
     gib = 2**30

@@ -10,8 +10,7 @@ import pytest
 from livemig.api.lifecycle import EVACUATION_ANNOTATION, MigrationObject, Phase
 from livemig.api.models import EvictionStrategy as ES
 from livemig.api.status import timestamp
-from livemig.controller.decisions import NodeView, handover_pending
-from livemig.controller.drain import (
+from livemig.evacuation import (
     Resident,
     Step,
     attempt_name,
@@ -19,6 +18,7 @@ from livemig.controller.drain import (
     plan,
     strategy_of,
 )
+from livemig.scheduling import NodeView, handover_pending
 
 GI = 2**30
 T0 = 1_800_000_000.0  # the drain begins

@@ -33,9 +33,9 @@ from livemig.cli.cluster_cmds import (
 )
 from livemig.client import ApiClient
 from livemig.clock import RealClock
-from livemig.controller.drain import DRAIN_TAINT, Plan, Step, plan
-from livemig.controller.views import drain_key, drain_taint, node_views, residents
+from livemig.clusterview import drain_key, drain_taint, node_views, residents
 from livemig.errors import LivemigError
+from livemig.evacuation import DRAIN_TAINT, Plan, Step, plan
 from livemig.inventory import Inventory
 
 VMIM = "VirtualMachineInstanceMigration"

@@ -25,8 +25,16 @@ from livemig.api.status import condition, condition_changed, last_heartbeat, nod
 from livemig.api.vmi_status import VMIPhase, VMIStatus, vmi_scheduled
 from livemig.client import ApiClient
 from livemig.clock import Clock
-from livemig.controller import drain
-from livemig.controller.decisions import (
+from livemig.clusterview import drain_key, memory_used, node_view
+from livemig.controller.draining import Drains
+from livemig.errors import AlreadyExists, Conflict, InvalidInput, LivemigError, NotFound
+from livemig.evacuation import BACKOFF as EVACUATION_BACKOFF
+from livemig.events import EventRecorder
+from livemig.informer import LIFECYCLE, Informer, key_of, reconcile_forever
+from livemig.inventory import Inventory
+from livemig.perobject import PerObject
+from livemig.policy import DefaultsProfile, Precedence, effective_configuration
+from livemig.scheduling import (
     MigrationView,
     NodeView,
     admit,
@@ -36,14 +44,6 @@ from livemig.controller.decisions import (
     silent_nodes,
     target_selector,
 )
-from livemig.controller.draining import Drains
-from livemig.controller.views import drain_key, memory_used, node_view
-from livemig.errors import AlreadyExists, Conflict, InvalidInput, LivemigError, NotFound
-from livemig.events import EventRecorder
-from livemig.informer import LIFECYCLE, Informer, key_of, reconcile_forever
-from livemig.inventory import Inventory
-from livemig.perobject import PerObject
-from livemig.policy import DefaultsProfile, Precedence, effective_configuration
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class Controller:
         precedence: Precedence = Precedence.DOCUMENTED,
         backoff: tuple[float, float] = (1.0, 300.0),
         defaults: DefaultsProfile = DefaultsProfile.DOCUMENT,
-        evacuation_backoff: tuple[float, float] = drain.BACKOFF,
+        evacuation_backoff: tuple[float, float] = EVACUATION_BACKOFF,
     ) -> None:
         self.client = client
         self.clock = clock

@@ -1,5 +1,5 @@
 """The controller's drain work: for every node that carries the drain taint, act on the plan of
-:mod:`livemig.controller.drain` — create evacuation migrations, shut down what may not stay, say
+:mod:`livemig.evacuation` — create evacuation migrations, shut down what may not stay, say
 what blocks — and record the drain's progress in the Node's status, where ``get nodes``, the
 ``drain`` command and a restarted controller find it. When the taint goes (``uncordon``), the
 evacuations that have not started moving memory are cancelled.
@@ -20,13 +20,13 @@ from livemig.api.models import EventType, EvictionStrategy
 from livemig.api.status import condition, parse_timestamp, timestamp
 from livemig.client import ApiClient
 from livemig.clock import Clock
-from livemig.controller.decisions import NodeView
-from livemig.controller.drain import BACKOFF, Plan, Progress, Step, plan
-from livemig.controller.views import drain_taint, residents
+from livemig.clusterview import drain_taint, residents
 from livemig.errors import AlreadyExists, Conflict, NotFound
+from livemig.evacuation import BACKOFF, Plan, Progress, Step, plan
 from livemig.events import EventRecorder
 from livemig.informer import Informer, key_of
 from livemig.perobject import PerObject
+from livemig.scheduling import NodeView
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from enum import StrEnum
 from livemig.api.lifecycle import Figures, MigrationObject, Phase
 from livemig.api.models import EvictionStrategy
 from livemig.api.status import parse_timestamp
-from livemig.controller.decisions import NodeView, choose_node, handover_pending
+from livemig.scheduling import NodeView, choose_node, handover_pending
 
 #: KubeVirt's default drain taint key (KubeVirt CR ``spec.configuration.migrations``
 #: ``nodeDrainTaintKey`` changes it).

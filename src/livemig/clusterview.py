@@ -12,10 +12,10 @@ from livemig.api.loading import validate
 from livemig.api.models import Node, VirtualMachineInstance
 from livemig.api.status import node_ready
 from livemig.api.vmi_status import VMIPhase, VMIStatus
-from livemig.controller.decisions import NodeView, Placement, memory_in_use
-from livemig.controller.drain import DRAIN_TAINT, Resident
 from livemig.errors import LivemigError
+from livemig.evacuation import DRAIN_TAINT, Resident
 from livemig.informer import key_of
+from livemig.scheduling import NodeView, Placement, memory_in_use
 
 
 def typed_vmi(raw: dict[str, Any]) -> VirtualMachineInstance | None:
