@@ -95,7 +95,9 @@ class LocalCluster:
         make_state_dir(self.state_dir)
         self.store = SQLiteStore(self.state_dir / "livemig.db")
         self.token = ensure_token(self.state_dir)
-        self.server = await start_server(self.store, self.token, port=self.port)
+        self.server = await start_server(
+            self.store, self.token, port=self.port, clock=self.clock, defaults=self.defaults
+        )
         (self.state_dir / ENDPOINT_FILE).write_text(json.dumps({"url": self.server.url}))
         self.start_controller()
         for name in self.node_names:

@@ -262,7 +262,7 @@ def register(app: typer.Typer) -> None:
             make_state_dir(folder)  # created if missing, as `livemig up` does
             store = SQLiteStore(folder / "livemig.db")
             token = ensure_token(folder)
-            running = await start_server(store, token, host, port)
+            running = await start_server(store, token, host, port, defaults=defaults)
             (folder / "endpoint.json").write_text(json.dumps({"url": running.url}))
             out.print(f"livemig server on {running.url}; token in {folder / 'token'}")
             tasks = []

@@ -3,6 +3,7 @@
 Paths (``KIND`` is a kind name, plural or short name: ``vmis``, ``migrations``, ``policy``…)::
 
     GET    /healthz                                  no token needed
+    GET    /metrics                                  Prometheus text (livemig.server.metrics)
     GET    /apis/KIND[?namespace=NS&labelSelector=S]  list ({"items": [...], "metadata": {...}})
     GET    /apis/KIND?watch=true&resourceVersion=N     newline-delimited JSON change events
     POST   /apis/KIND                                 create
@@ -28,11 +29,13 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from livemig.api.lifecycle import MigrationStatus
 from livemig.api.limits import MAX_BODY_BYTES, InvalidBody
 from livemig.api.loading import validate
 from livemig.api.models import Resource, resolve_kind
+from livemig.clock import Clock, RealClock
 from livemig.errors import (
     AlreadyExists,
     CancelRefused,
@@ -44,6 +47,7 @@ from livemig.errors import (
     NotFound,
     UsageError,
 )
+from livemig.policy import DefaultsProfile
 from livemig.server.body import (
     OPENAPI_BODY,
     BodyTooLarge,
@@ -51,6 +55,7 @@ from livemig.server.body import (
     read_object,
     too_large,
 )
+from livemig.server.metrics import metrics_registry
 from livemig.server.selectors import Requirement, matches_selector, parse_selector
 from livemig.store import Store, Subresource, object_key
 
@@ -86,10 +91,18 @@ async def off(call: Callable[..., T], *args: Any) -> T:
     return await asyncio.to_thread(call, *args)
 
 
-def create_app(store: Store, token: str, stopping: asyncio.Event | None = None) -> FastAPI:
+def create_app(
+    store: Store,
+    token: str,
+    stopping: asyncio.Event | None = None,
+    clock: Clock | None = None,
+    defaults: DefaultsProfile = DefaultsProfile.DOCUMENT,
+) -> FastAPI:
     """The API over ``store``; when ``stopping`` is set, open watch streams end at once (a
-    server shutting down must not wait for its clients to hang up)."""
+    server shutting down must not wait for its clients to hang up). ``defaults`` fill unset
+    cluster settings where the metrics need them (the parallel limits)."""
     stopping = stopping or asyncio.Event()
+    registry, transitions = metrics_registry(store, (clock or RealClock()).wall(), defaults)
     app = FastAPI(
         title="livemig",
         description="Live-migration control plane for QEMU/KVM VMs, KubeVirt-style objects.",
@@ -133,6 +146,11 @@ def create_app(store: Store, token: str, stopping: asyncio.Event | None = None) 
     @app.get("/healthz", response_class=PlainTextResponse)
     async def healthz() -> str:
         return "ok"
+
+    @app.get("/metrics", response_model=None)
+    async def metrics() -> Response:
+        """Prometheus text format (livemig.server.metrics); the bearer token is required."""
+        return Response(await off(generate_latest, registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/apis/{kind}", response_model=None)
     async def list_or_watch(
@@ -184,7 +202,10 @@ def create_app(store: Store, token: str, stopping: asyncio.Event | None = None) 
         obj = _checked(cls, await read_object(request))
         if object_key(obj) != (cls.KIND, _namespace(cls, namespace), name):
             raise UsageError(f"the body is {object_key(obj)}, not {cls.KIND} {name} in the URL")
-        return _json(await off(store.update, obj, subresource))
+        stored = await off(store.update, obj, subresource)
+        if cls.KIND == VMIM and subresource == "status":
+            transitions.observe(stored)
+        return _json(stored)
 
     @app.put("/apis/{kind}/{name}", response_model=None, openapi_extra=OPENAPI_BODY)
     async def replace(

@@ -14,6 +14,7 @@ import uvicorn
 
 from livemig.clock import Clock, RealClock
 from livemig.errors import UsageError
+from livemig.policy import DefaultsProfile
 from livemig.server.app import create_app
 from livemig.store import Store
 
@@ -76,13 +77,18 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 async def start_server(
-    store: Store, token: str, host: str = "127.0.0.1", port: int = 0, clock: Clock | None = None
+    store: Store,
+    token: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    clock: Clock | None = None,
+    defaults: DefaultsProfile = DefaultsProfile.DOCUMENT,
 ) -> RunningServer:
     """Serve in this event loop; return once listening (port 0 picks a free port)."""
     sock = listen(host, port)
     stopping = asyncio.Event()
     config = uvicorn.Config(
-        create_app(store, token, stopping),
+        create_app(store, token, stopping, clock, defaults),
         host=host,
         port=port,
         log_level="warning",
