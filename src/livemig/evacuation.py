@@ -15,6 +15,9 @@ KubeVirt CR's ``nodeDrainTaintKey``); ``livemig drain`` puts it there with the c
   under LiveMigrateIfPossible;
 - otherwise *migrate*: create an evacuation migration (priority system-maintenance).
 
+VMIs are considered largest first, which is also the order their evacuations are created and
+so admitted: the drain's tail is a small VM, not a big one moving alone.
+
 The drain is over when no VMI runs on the node. The same function serves the controller, the
 ``drain --dry-run`` listing and the progress the CLI shows.
 """
@@ -163,7 +166,10 @@ def plan(
     free = list(nodes)
     decisions: list[Decision] = []
     bytes_left = 0
-    for r in sorted(residents, key=lambda r: r.key):
+    # Largest first (by memory, the size known before a migration starts): evacuations are
+    # created, and so admitted, in this order, so the drain does not end with one big VM moving
+    # alone while the other slots sit idle (longest-processing-time-first scheduling).
+    for r in sorted(residents, key=lambda r: (-r.memory, r.key)):
         own = sorted(
             (m for m in by_vmi.get(r.key, []) if m.created >= r.created),
             key=lambda m: (m.created, m.name),

@@ -240,3 +240,9 @@ def test_a_drained_node_is_done() -> None:
 def test_a_vmi_that_is_not_running_yet_waits() -> None:
     (d,) = plan("n1", [vmi("a", running=False)], [], OTHERS, None, T0, T0).decisions
     assert d.step is Step.WAITING
+
+
+def test_the_largest_vms_are_evacuated_first_so_the_drain_does_not_end_on_a_big_one() -> None:
+    sizes = {"small": GI // 2, "big": 3 * GI, "mid": GI}
+    p = plan("n1", [vmi(n, m) for n, m in sizes.items()], [], OTHERS, None, T0, T0)
+    assert [d.vmi[1] for d in p.decisions] == ["big", "mid", "small"]
