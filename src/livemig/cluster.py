@@ -8,8 +8,12 @@ import contextlib
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
+from livemig import isolation
 from livemig.agent.agent import NodeAgent
 from livemig.client import ApiClient
 from livemig.clock import Clock, RealClock
@@ -23,6 +27,8 @@ from livemig.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 ENDPOINT_FILE = "endpoint.json"
+#: Seconds an isolated agent may take to exit on SIGTERM before it is killed.
+AGENT_STOP_TIMEOUT = 10.0
 
 
 def default_state_dir() -> Path:
@@ -59,8 +65,21 @@ class LocalCluster:
         defaults: DefaultsProfile = DefaultsProfile.DOCUMENT,
         postcopy_give_up: float = POSTCOPY_GIVE_UP,
         evacuation_backoff: tuple[float, float] = EVACUATION_BACKOFF,
+        isolate: bool = False,
+        migration_network: str = isolation.MIGRATION_NETWORK,
+        primary_rate: str | None = None,
+        migration_rate: str | None = None,
     ) -> None:
         self.defaults = defaults
+        #: Separate hosts (network namespaces, agents as their own processes): livemig.isolation.
+        self.isolate = isolate
+        self.migration_network = migration_network
+        self.rates = (
+            isolation.check_rate(primary_rate, "--primary-rate"),
+            isolation.check_rate(migration_rate, "--migration-rate"),
+        )
+        self.layout: isolation.Layout | None = None
+        self.agent_processes: dict[str, asyncio.subprocess.Process] = {}
         self.evacuation_backoff = evacuation_backoff
         self.postcopy_give_up = postcopy_give_up
         self.state_dir = Path(state_dir)
@@ -95,13 +114,29 @@ class LocalCluster:
         make_state_dir(self.state_dir)
         self.store = SQLiteStore(self.state_dir / "livemig.db")
         self.token = ensure_token(self.state_dir)
-        self.server = await start_server(
-            self.store, self.token, port=self.port, clock=self.clock, defaults=self.defaults
-        )
+        if self.isolate:
+            self.layout = await isolation.create(
+                self.state_dir, self.node_names, self.migration_network, *self.rates
+            )
+        try:
+            self.server = await start_server(
+                self.store,
+                self.token,
+                port=self.port,
+                clock=self.clock,
+                defaults=self.defaults,
+                also_on=(self.layout.server_address,) if self.layout else (),
+            )
+        except BaseException:
+            await isolation.destroy(self.state_dir)
+            raise
         (self.state_dir / ENDPOINT_FILE).write_text(json.dumps({"url": self.server.url}))
         self.start_controller()
         for name in self.node_names:
-            self.start_agent(name)
+            if self.layout is not None:
+                await self.start_isolated_agent(name)
+            else:
+                self.start_agent(name)
 
     def start_controller(self) -> None:
         controller = Controller(
@@ -132,6 +167,70 @@ class LocalCluster:
         self.tasks.append(asyncio.create_task(agent.run(), name=f"agent-{name}"))
         return agent
 
+    async def start_isolated_agent(self, name: str) -> None:
+        """``livemig agent`` as its own process inside the node's network namespace, so that
+        it and its QEMUs see only that node's links."""
+        assert self.layout is not None and self.server is not None
+        node = self.layout.node(name)
+        port = self.server.url.rsplit(":", 1)[1]
+        folder = self.state_dir / "nodes" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        log_file = (folder / "agent.log").open("ab")
+        try:
+            self.agent_processes[name] = await asyncio.create_subprocess_exec(
+                "ip",
+                "netns",
+                "exec",
+                node.netns,
+                str(Path(sys.executable).parent / "livemig"),
+                "agent",
+                "--node",
+                name,
+                "--state",
+                str(self.state_dir),
+                "--server",
+                f"http://{self.layout.server_address}:{port}",
+                "--address",
+                node.primary_address,
+                "--network",
+                f"{self.layout.migration_network}={node.migration_address}",
+                "--memory",
+                str(self.node_memory),
+                "--postcopy-give-up",
+                str(self.postcopy_give_up),
+                env={**os.environ, "LIVEMIG_TOKEN": self.token},
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        finally:
+            log_file.close()
+
+    async def _stop_isolated(self) -> None:
+        """Stop the agents (SIGTERM, as an operator would), then every QEMU left in the
+        namespaces — an isolated cluster is torn down whole — then the namespaces."""
+        if self.layout is None:
+            return
+        for proc in self.agent_processes.values():
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in self.agent_processes.values():
+            try:
+                await asyncio.wait_for(proc.wait(), AGENT_STOP_TIMEOUT)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        self.agent_processes.clear()
+        for node in self.layout.nodes:
+            for pid in await isolation.pids(node.netns):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            for _ in range(100):
+                if not await isolation.pids(node.netns):
+                    break
+                await self.clock.sleep(0.05)
+        await isolation.destroy(self.state_dir)
+        self.layout = None
+
     async def stop_agent(self, agent: NodeAgent, stop_vms: bool) -> None:
         index = self.agents.index(agent)
         task = self.tasks.pop(index)
@@ -144,6 +243,7 @@ class LocalCluster:
         await self.stop_controller()
         for agent in list(self.agents):
             await self.stop_agent(agent, stop_vms)
+        await self._stop_isolated()
         for c in self.clients:
             await c.close()
         if self.server is not None:

@@ -56,7 +56,17 @@ def node_view(raw: dict[str, Any], used: dict[str, int], ready: bool | None = No
         capacity,
         used.get(name, 0),
         dict(raw["metadata"].get("labels") or {}),
+        frozenset(node_networks(raw)),
     )
+
+
+def node_networks(raw: dict[str, Any]) -> dict[str, str]:
+    """The node's address on each named network, as its agent reports them."""
+    out = {}
+    for n in (raw.get("status") or {}).get("networks") or []:
+        if isinstance(n, dict) and n.get("name") and n.get("address"):
+            out[str(n["name"])] = str(n["address"])
+    return out
 
 
 def node_views(

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from livemig.api.lifecycle import Figures, MigrationObject, Phase
@@ -152,6 +152,7 @@ def plan(
     now: float,
     started: float,
     backoff: tuple[float, float] = BACKOFF,
+    network: str | None = None,
 ) -> Plan:
     """What to do about each VMI on ``node`` and how far its drain is.
 
@@ -159,7 +160,8 @@ def plan(
     began) are wall-clock seconds, as the migrations' timestamps are; only evacuations of
     ``node`` created since ``started`` count towards the progress. Room on other nodes is
     reserved VMI by VMI, in order, so two VMs that each fit alone but not together are not both
-    promised the same space."""
+    promised the same space. ``network`` is the cluster's dedicated migration network: a node
+    without an address on it cannot take a VM."""
     by_vmi: dict[tuple[str, str], list[MigrationObject]] = {}
     for m in migrations:
         by_vmi.setdefault(m.vmi_key, []).append(m)
@@ -175,25 +177,16 @@ def plan(
             key=lambda m: (m.created, m.name),
         )
         strategy, source = strategy_of(r.strategy, cluster_strategy)
-        decision = _decide(r, node, own, strategy, source, free, now, backoff)
+        decision = _decide(r, node, own, strategy, source, free, now, backoff, network)
         decisions.append(decision)
         active = next((m for m in own if m.status.is_active), None)
         figures = active.status.figures if active is not None else None
         bytes_left += figures.remaining if figures and figures.total else r.memory
         if decision.step is Step.MIGRATE:
-            target, _ = choose_node(free, r.memory, r.node_selector, exclude=node)
+            target, _ = choose_node(free, r.memory, r.node_selector, node, network)
             if target is not None:
                 free = [
-                    NodeView(
-                        n.name,
-                        n.ready,
-                        n.unschedulable,
-                        n.memory_capacity,
-                        n.memory_used + r.memory,
-                        n.labels,
-                    )
-                    if n.name == target.name
-                    else n
+                    replace(n, memory_used=n.memory_used + r.memory) if n.name == target.name else n
                     for n in free
                 ]
     return Plan(tuple(decisions), _progress(node, decisions, migrations, bytes_left, now, started))
@@ -208,6 +201,7 @@ def _decide(
     nodes: Sequence[NodeView],
     now: float,
     backoff: tuple[float, float],
+    network: str | None,
 ) -> Decision:
     def decided(step: Step, why: str, **more: object) -> Decision:
         return Decision(r.key, step, why, strategy, **more)  # type: ignore[arg-type]
@@ -256,7 +250,7 @@ def _decide(
                 f"retry {failures + 1} in {due - now:.0f} s",
                 due=due,
             )
-    target, why = choose_node(nodes, r.memory, r.node_selector, exclude=node)
+    target, why = choose_node(nodes, r.memory, r.node_selector, node, network)
     if target is None:
         if strategy is EvictionStrategy.LIVE_MIGRATE_IF_POSSIBLE:
             return decided(Step.SHUT_DOWN, f"cannot migrate ({why}); LiveMigrateIfPossible")

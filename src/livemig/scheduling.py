@@ -80,6 +80,8 @@ class NodeView:
     memory_capacity: int
     memory_used: int
     labels: Mapping[str, str]
+    #: Named networks the node has an address on (``livemig agent --network NAME=ADDRESS``).
+    networks: frozenset[str] = frozenset()
 
     @property
     def memory_free(self) -> int:
@@ -91,9 +93,11 @@ def choose_node(
     memory: int,
     node_selector: Mapping[str, str],
     exclude: str | None = None,
+    network: str | None = None,
 ) -> tuple[NodeView | None, str]:
     """The least loaded node that fits, or None and why none does, node by node, in words:
-    ``needs 6Gi: node-1 has 3.5Gi free; node-2 lacks label disktype=ssd``."""
+    ``needs 6Gi: node-1 has 3.5Gi free; node-2 lacks label disktype=ssd``. With ``network``
+    (the cluster's dedicated migration network) a node must have an address on it."""
     why: list[str] = []
     fits = []
     for n in nodes:
@@ -109,6 +113,8 @@ def choose_node(
         if n.memory_free < memory:
             wrong.append(f"has {short_bytes(max(n.memory_free, 0))} free")
         wrong += _label_mismatches(n.labels, node_selector)
+        if network is not None and network not in n.networks:
+            wrong.append(f"has no address on migration network {network}")
         if wrong:
             why.append(f"{n.name} " + " and ".join(wrong))
         else:

@@ -151,6 +151,10 @@ class NodeAgent(SourceSide, TargetSide):
                     c["lastHeartbeatTime"] = now
             st["capacity"] = {"memoryBytes": self.memory_capacity}
             st["addresses"] = [{"type": "InternalIP", "address": self.address}]
+            st["networks"] = [
+                {"name": name, "address": address}
+                for name, address in sorted(self.networks.items())
+            ]
             return o
 
         try:

@@ -22,6 +22,7 @@ from livemig.api.vmi_status import VMIPhase, VMIStatus, vmi_failed
 from livemig.client import ApiClient
 from livemig.clock import Backoff, Clock
 from livemig.errors import (
+    InvalidInput,
     LivemigError,
     NotFound,
 )
@@ -98,6 +99,7 @@ class AgentBase:
         backoff: tuple[float, float] = (1.0, 300.0),
         disk_root: Path | None = None,
         postcopy_give_up: float = POSTCOPY_GIVE_UP,
+        networks: dict[str, str] | None = None,
     ) -> None:
         self.client = client
         self.node = node
@@ -107,6 +109,8 @@ class AgentBase:
         self.clock = clock
         self.memory_capacity = memory_capacity
         self.address = address
+        #: This node's address on each named network (a dedicated migration network).
+        self.networks = dict(networks or {})
         self.heartbeat = heartbeat
         self.postcopy_give_up = postcopy_give_up
         self.hv: Hypervisor = hypervisor or QemuHypervisor(
@@ -124,6 +128,20 @@ class AgentBase:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.wall(), UTC)
+
+    def _listen_address(self, network: str | None) -> str:
+        """Where incoming migrations listen: this node's address on the cluster's dedicated
+        migration network when one is set, else its primary address."""
+        if network is None:
+            return self.address
+        try:
+            return self.networks[network]
+        except KeyError:
+            raise InvalidInput(
+                f"{self.node} has no address on migration network {network!r} (its agent "
+                f"knows {', '.join(sorted(self.networks)) or 'none'}: "
+                f"start it with --network {network}=ADDRESS)"
+            ) from None
 
     def _say(self, kind: str, key: Key, event_type: EventType, reason: str, message: str) -> None:
         """Record an event about an object without holding up the caller (best effort)."""

@@ -72,7 +72,9 @@ class TargetSide(AgentBase):
             # The source gave up on a reconnection QEMU still thinks is alive (a link that
             # broke during the recovery handshake): end it, to listen afresh.
             await inc.vm.pause_migration()
-        address = await inc.vm.recover_incoming(f"tcp:{self.address}:0")
+        network = (st.configuration or {}).get("network")
+        listen = self._listen_address(str(network) if network else None)
+        address = await inc.vm.recover_incoming(f"tcp:{listen}:0")
         inc.offered_at = now
         log.warning("%s: post-copy link of %s/%s broke; listening on %s", self.node, *mkey, address)
         await self._migration_step(mkey, lambda st: st.offer_recovery(address))
@@ -192,12 +194,13 @@ class TargetSide(AgentBase):
             assert isinstance(vmi, VirtualMachineInstance)
             spec = vm_spec(vmi, vmi_raw["metadata"].get("annotations") or {}, self.disk_root)
             config = MigrationConfiguration.from_dict(dict(m.status.configuration or {}))
+            listen = self._listen_address(config.network)
             handle = self.hv.handle_for(spec, incoming=True)
             # In the ledger before QEMU starts: a crash in between leaves a QEMU we can find.
             self.ledger.incoming[key_text(m.key)] = IncomingEntry(key_text(m.vmi_key), handle, spec)
             self.ledger.save()
             try:
-                vm = await self.hv.start_incoming(spec, f"tcp:{self.address}:0", params_for(config))
+                vm = await self.hv.start_incoming(spec, f"tcp:{listen}:0", params_for(config))
             except BaseException:
                 self._drop_incoming(m.key)
                 raise

@@ -4,8 +4,10 @@ migrate-cancel."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -169,6 +171,28 @@ def memory_option(text: str, option: str) -> int:
     return size
 
 
+def parse_networks(given: list[str]) -> dict[str, str]:
+    """``--network NAME=ADDRESS`` options as a map; a bad one exits with why."""
+    out: dict[str, str] = {}
+    for item in given:
+        name, sep, address = item.partition("=")
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            address = ""
+        if not sep or not name or not address:
+            err.print(
+                f"error: --network {item!r}: give NAME=ADDRESS, like migration-network=198.19.0.11",
+                markup=False,
+            )
+            raise typer.Exit(2)
+        if name in out:
+            err.print(f"error: --network {name} is given twice", markup=False)
+            raise typer.Exit(2)
+        out[name] = address
+    return out
+
+
 def require_qemu() -> None:
     """Exit with how to install QEMU if it is missing (before any cluster starts)."""
     from livemig.hypervisor.qemu import QEMU_BINARY, qemu_missing
@@ -206,14 +230,60 @@ def register(app: typer.Typer) -> None:
         node_memory: Annotated[str, typer.Option(help="Memory each node offers.")] = "4Gi",
         defaults: DefaultsOption = DefaultsProfile.DOCUMENT,
         postcopy_give_up: PostcopyGiveUpOption = POSTCOPY_GIVE_UP,
+        isolate: Annotated[
+            bool,
+            typer.Option(
+                "--isolate",
+                help="Separate hosts (root only): each node's agent and QEMUs in their own "
+                "network namespace, joined by a primary network (198.18.K.0/24, API and VM "
+                "traffic) and a migration network (198.19.K.0/24). Set the cluster's "
+                "liveMigrationConfig.network to the migration network's name to use it.",
+            ),
+        ] = False,
+        migration_network: Annotated[
+            str,
+            typer.Option(
+                "--migration-network",
+                metavar="NAME",
+                help="With --isolate: the migration network's name (what "
+                "liveMigrationConfig.network names).",
+            ),
+        ] = "migration-network",
+        primary_rate: Annotated[
+            str | None,
+            typer.Option(
+                "--primary-rate",
+                metavar="RATE",
+                help="With --isolate: shape each node's primary link (tc rate: 200mbit, 1gbit).",
+            ),
+        ] = None,
+        migration_rate: Annotated[
+            str | None,
+            typer.Option(
+                "--migration-rate",
+                metavar="RATE",
+                help="With --isolate: shape each node's migration link (tc rate).",
+            ),
+        ] = None,
     ) -> None:
-        """Run a whole cluster in this process: API server, controller and N node agents.
+        """Run a whole cluster: API server, controller and N node agents.
 
         VMs run as real QEMU processes. The CLI finds this cluster without flags. Ctrl-C stops
-        everything, VMs included.
+        everything, VMs included. Without --isolate every node shares this machine's network
+        (127.0.0.1) and the agents run in this process.
         """
         folder = state or default_state_dir()
         require_qemu()
+        if not isolate and (primary_rate or migration_rate):
+            err.print("error: --primary-rate and --migration-rate need --isolate", markup=False)
+            raise typer.Exit(2)
+        if isolate and os.geteuid() != 0:
+            err.print(
+                "error: --isolate needs root (it makes network namespaces, bridges and links); "
+                "run without it to share 127.0.0.1",
+                markup=False,
+            )
+            raise typer.Exit(2)
 
         async def main(stop: asyncio.Event) -> None:
             cluster = LocalCluster(
@@ -223,12 +293,27 @@ def register(app: typer.Typer) -> None:
                 node_memory=memory_option(node_memory, "--node-memory"),
                 defaults=defaults,
                 postcopy_give_up=postcopy_give_up,
+                isolate=isolate,
+                migration_network=migration_network,
+                primary_rate=primary_rate,
+                migration_rate=migration_rate,
             )
-            await cluster.start()
+            try:
+                await cluster.start()
+            except BaseException:
+                await cluster.stop(stop_vms=True)  # nothing half-made is left behind
+                raise
             out.print(
                 f"livemig up: {cluster.url} ({nodes} nodes), state in {folder}; "
                 f"defaults: {defaults.describe()}"
             )
+            if cluster.layout is not None:
+                for n in cluster.layout.nodes:
+                    out.print(
+                        f"  {n.name}: namespace {n.netns}, primary {n.primary_address}, "
+                        f"{cluster.layout.migration_network} {n.migration_address}",
+                        markup=False,
+                    )
             out.print(
                 "Try: livemig apply -f VM.yaml; livemig get vmis; livemig migrate VMI "
                 "--wait. Ctrl-C stops the cluster."
@@ -309,9 +394,20 @@ def register(app: typer.Typer) -> None:
         address: Annotated[
             str,
             typer.Option(
-                help="Address incoming migrations connect to (the migration network's, if any)."
+                help="This node's address on the primary network: incoming migrations listen "
+                "here unless the cluster names a dedicated migration network."
             ),
         ] = "127.0.0.1",
+        network: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--network",
+                metavar="NAME=ADDRESS",
+                help="This node's address on a named network (repeatable). When the cluster's "
+                "liveMigrationConfig.network names it, incoming migrations listen there; a node "
+                "without it cannot be a migration target.",
+            ),
+        ] = None,
         disk_root: Annotated[
             Path | None,
             typer.Option(
@@ -332,6 +428,7 @@ def register(app: typer.Typer) -> None:
 
         require_qemu()
         folder = (state or default_state_dir()) / "nodes" / node
+        networks = parse_networks(network or [])
 
         async def main(stop: asyncio.Event) -> None:
             async with connect(server, token, state) as client:
@@ -342,6 +439,7 @@ def register(app: typer.Typer) -> None:
                     RealClock(),
                     memory_capacity=memory_option(memory, "--memory"),
                     address=address,
+                    networks=networks,
                     disk_root=disk_root or (state or default_state_dir()) / "disks",
                     postcopy_give_up=postcopy_give_up,
                 )

@@ -37,6 +37,7 @@ from livemig.clusterview import drain_key, drain_taint, node_views, residents
 from livemig.errors import LivemigError
 from livemig.evacuation import DRAIN_TAINT, Plan, Step, plan
 from livemig.inventory import Inventory
+from livemig.policy import effective_configuration
 
 VMIM = "VirtualMachineInstanceMigration"
 VMI = "VirtualMachineInstance"
@@ -143,6 +144,7 @@ async def drain_plan(client: ApiClient, node: str) -> tuple[Plan, dict[str, Any]
             inventory.cluster.eviction_strategy,
             now,
             started,
+            network=effective_configuration(inventory.cluster).network,
         ),
         raw,
     )

@@ -127,7 +127,11 @@ class Controller:
         await self._place_vmis(objs[VMI], nodes)
         cluster = (await self._inventory(objs)).cluster
         await self.drains.reconcile(
-            objs, nodes, drain_key(cluster.settings), cluster.eviction_strategy
+            objs,
+            nodes,
+            drain_key(cluster.settings),
+            cluster.eviction_strategy,
+            effective_configuration(cluster).network,
         )
         await self._migrations(objs, nodes)
         await self._collect_garbage(objs[VMIM])
@@ -432,7 +436,7 @@ class Controller:
                 VMIM,
                 raw,
                 "FailedMigration",
-                partial(self._schedule, raw, vmi, nodes, objs),
+                partial(self._schedule, raw, vmi, nodes, objs, limits.network),
             )
 
     async def _view_migration(
@@ -497,6 +501,7 @@ class Controller:
         vmi_raw: dict[str, Any] | None,
         nodes: list[NodeView],
         objs: dict[str, list[dict[str, Any]]],
+        network: str | None,
     ) -> None:
         ns, name = key_of(raw)
         if vmi_raw is None:
@@ -515,7 +520,7 @@ class Controller:
         memory = vmi.spec.memory_bytes() or 0
         added = (raw.get("spec") or {}).get("addedNodeSelector")
         selector = target_selector(vmi.spec.node_selector, added)
-        target, why = choose_node(nodes, memory, selector, exclude=source)
+        target, why = choose_node(nodes, memory, selector, source, network)
         if target is None:
 
             def unschedulable(o: dict[str, Any]) -> dict[str, Any] | None:

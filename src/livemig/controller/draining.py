@@ -114,13 +114,21 @@ class Drains:
         nodes: Sequence[NodeView],
         taint_key: str,
         cluster_strategy: EvictionStrategy | None,
+        network: str | None = None,
     ) -> None:
         migrations = [MigrationObject.of(raw) for raw in objs[VMIM]]
         for raw in objs["Node"]:
             taint = drain_taint(raw, taint_key)
             if taint is not None:
                 work = partial(
-                    self._drain, raw, taint, objs[VMI], migrations, nodes, cluster_strategy
+                    self._drain,
+                    raw,
+                    taint,
+                    objs[VMI],
+                    migrations,
+                    nodes,
+                    cluster_strategy,
+                    network,
                 )
             else:
                 work = partial(self._not_draining, raw, migrations)
@@ -134,6 +142,7 @@ class Drains:
         migrations: list[MigrationObject],
         nodes: Sequence[NodeView],
         cluster_strategy: EvictionStrategy | None,
+        network: str | None,
     ) -> None:
         name = raw["metadata"]["name"]
         recorded = ((raw.get("status") or {}).get("drain") or {}).get("startTimestamp")
@@ -149,6 +158,7 @@ class Drains:
             now,
             began,
             self.backoff,
+            network,
         )
         by_key = {key_of(v): v for v in vmis}
         for d in step.decisions:

@@ -276,6 +276,7 @@ def _non_evictable(
     views = node_views(nodes, vmis, migrations)
     moving = {m.vmi_key for m in typed if m.status.is_active}
     cluster = inventory.cluster.eviction_strategy
+    network = effective_configuration(inventory.cluster).network
     g = GaugeMetricFamily(
         "kubevirt_vmi_non_evictable",
         "1 for a VMI whose eviction strategy is LiveMigrate but that no other node can take now "
@@ -294,7 +295,7 @@ def _non_evictable(
         stuck = False
         if strategy is EvictionStrategy.LIVE_MIGRATE and (ns, name) not in moving:
             target, _ = choose_node(
-                views, vmi.spec.memory_bytes() or 0, vmi.spec.node_selector, exclude=st.node
+                views, vmi.spec.memory_bytes() or 0, vmi.spec.node_selector, st.node, network
             )
             stuck = target is None
         g.add_metric([name, ns, st.node], 1.0 if stuck else 0.0)

@@ -83,9 +83,17 @@ async def start_server(
     port: int = 0,
     clock: Clock | None = None,
     defaults: DefaultsProfile = DefaultsProfile.DOCUMENT,
+    also_on: tuple[str, ...] = (),
 ) -> RunningServer:
-    """Serve in this event loop; return once listening (port 0 picks a free port)."""
+    """Serve in this event loop; return once listening (port 0 picks a free port). ``also_on``:
+    more addresses to listen on, at the same port (an isolated cluster's primary network)."""
     sock = listen(host, port)
+    port = sock.getsockname()[1]
+    try:
+        more = [listen(h, port) for h in also_on]
+    except BaseException:
+        sock.close()
+        raise
     stopping = asyncio.Event()
     config = uvicorn.Config(
         create_app(store, token, stopping, clock, defaults),
@@ -95,7 +103,7 @@ async def start_server(
         lifespan="off",
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+    task = asyncio.create_task(server.serve(sockets=[sock, *more]))
     while not server.started:
         if task.done():
             task.result()  # raises what stopped it
