@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from livemig import isolation
 from livemig.api.loading import LoadResult, load_text
 from livemig.api.models import to_dict
 from livemig.api.quantity import human_bytes
@@ -18,7 +20,7 @@ from livemig.clock import RealClock
 from livemig.cluster import LocalCluster
 from livemig.errors import LivemigError
 
-from .cluster_cmds import out, require_qemu, run_async
+from .cluster_cmds import err, out, require_qemu, run_async
 from .node_cmds import drain_summary, follow_drain, set_node
 
 NAMESPACE = "default"
@@ -118,14 +120,34 @@ async def wait_for(what: str, check: Any, within: float) -> None:
         await clock.sleep(0.2)
 
 
-async def demo(state: Path) -> None:
+async def demo(state: Path, isolate: bool) -> None:
     logging.getLogger("livemig.lifecycle").setLevel(logging.WARNING)  # the tour says it itself
-    cluster = LocalCluster(state, nodes=3, node_memory=2 * 2**30)
-    await cluster.start()
+    # As root, the nodes are separate hosts (network namespaces) with a slow primary network
+    # and a dedicated migration network, which the demo's HyperConverged names.
+    cluster = LocalCluster(
+        state,
+        nodes=3,
+        node_memory=2 * 2**30,
+        isolate=isolate,
+        primary_rate="200mbit" if isolate else None,
+    )
+    try:
+        await cluster.start()
+    except BaseException:
+        await cluster.stop(stop_vms=True)
+        raise
     client = cluster.client()
     try:
         nodes = cluster.node_names
         out.print(f"[bold]1.[/] cluster up at {cluster.url}: {', '.join(nodes)}")
+        if cluster.layout is not None:
+            out.print(
+                "   each node is its own network namespace: a primary network "
+                f"(198.18.{cluster.layout.subnet}.0/24, shaped to 200 Mbit/s) and a dedicated "
+                f"migration network {cluster.layout.migration_network} "
+                f"(198.19.{cluster.layout.subnet}.0/24)",
+                markup=False,
+            )
 
         async def nodes_ready() -> bool:
             items, _ = await client.list("Node")
@@ -135,7 +157,10 @@ async def demo(state: Path) -> None:
         for other in nodes[1:]:
             await set_cordon(client, other, True)  # so every VM starts on node-1
         for item in manifests().objects:
-            await client.create(to_dict(item.obj))
+            obj = to_dict(item.obj)
+            if cluster.layout is not None and obj["kind"] == "HyperConverged":
+                obj["spec"]["liveMigrationConfig"]["network"] = cluster.layout.migration_network
+            await client.create(obj)
         out.print(
             "[bold]2.[/] applied HyperConverged, MigrationPolicies heavy-workloads and "
             f"web-tier, and {len(VMS)} VMs with different dirty rates"
@@ -151,6 +176,13 @@ async def demo(state: Path) -> None:
         out.print(f"[bold]3.[/] all {len(VMS)} VMs run on {DRAINED} (real QEMU processes)")
         for other in nodes[1:]:
             await set_cordon(client, other, False)
+        before = (0, 0)
+        if cluster.layout is not None:
+            links = cluster.layout.node(DRAINED)
+            before = (
+                isolation.counters(links.primary_link)[1],
+                isolation.counters(links.migration_link)[1],
+            )
         await set_node(client, DRAINED, cordon=True, drain=True)
         out.print(
             f"[bold]4.[/] `livemig drain {DRAINED}`: cordoned it; the controller migrates "
@@ -170,6 +202,15 @@ async def demo(state: Path) -> None:
                 else f"still on {DRAINED}: {left}"
             )
         )
+        if cluster.layout is not None:
+            links = cluster.layout.node(DRAINED)
+            primary = isolation.counters(links.primary_link)[1] - before[0]
+            dedicated = isolation.counters(links.migration_link)[1] - before[1]
+            out.print(
+                f"{DRAINED} sent {human_bytes(dedicated)} over {cluster.layout.migration_network} "
+                f"and {human_bytes(primary)} over the primary network (API traffic)",
+                markup=False,
+            )
     finally:
         out.print("[bold]5.[/] stopping the cluster: VMs, agents, controller, server")
         await cluster.stop(stop_vms=True)
@@ -187,13 +228,27 @@ def register_demo(app: typer.Typer) -> None:
                 "temporary folder, removed afterwards).",
             ),
         ] = None,
+        isolate: Annotated[
+            bool | None,
+            typer.Option(
+                "--isolate/--no-isolate",
+                help="Separate hosts in network namespaces with a dedicated migration network "
+                "(default: when run as root).",
+                show_default=False,
+            ),
+        ] = None,
     ) -> None:
         """Start a 3-node cluster, apply the document's settings and two policies, boot six
-        test-guest VMs, migrate all of them off one node with live progress, show a table,
-        and shut everything down (no QEMU left)."""
+        test-guest VMs, drain one node with live progress, show a table, and shut everything
+        down (no QEMU left). As root, the nodes are separate network namespaces and the VMs
+        move over a dedicated migration network."""
         require_qemu()
+        separate = os.geteuid() == 0 if isolate is None else isolate
+        if separate and os.geteuid() != 0:
+            err.print("error: --isolate needs root (network namespaces)", markup=False)
+            raise typer.Exit(2)
         if state is not None:
-            run_async(demo(state))
+            run_async(demo(state, separate))
             return
         with tempfile.TemporaryDirectory(prefix="livemig-demo-") as tmp:
-            run_async(demo(Path(tmp)))
+            run_async(demo(Path(tmp), separate))
