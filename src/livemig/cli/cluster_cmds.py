@@ -678,11 +678,15 @@ def register(app: typer.Typer) -> None:
         token: TokenOption = None,
         state: StateOption = None,
     ) -> None:
-        """Cancel a VMI's unfinished migration; the VM keeps running on its source."""
-        ns = namespace or "default"
+        """Cancel a VMI's unfinished migration; the VM keeps running on its source. Without -n
+        the VMI is looked up in every namespace."""
 
         async def main() -> None:
             async with connect(server, token, state) as client:
+                found, _, _ = await find(
+                    client, Target(KINDS["VirtualMachineInstance"], (vmi,)), namespace, False, None
+                )
+                ns = found[0]["metadata"]["namespace"]
                 items, _ = await client.list("VirtualMachineInstanceMigration", ns)
                 live = [
                     m
