@@ -54,14 +54,6 @@ async def wait_for(what: str, check: Any, within: float) -> Any:
     return found
 
 
-async def cordon(client: ApiClient, node: str, on: bool) -> None:
-    def change(o: dict[str, Any]) -> dict[str, Any]:
-        o.setdefault("spec", {})["unschedulable"] = on
-        return o
-
-    await client.modify("Node", node, None, change)
-
-
 async def one_drain(folder: Path, vms: int, bandwidth: str, parallel: int) -> dict[str, float]:
     cluster = LocalCluster(folder, nodes=3, node_memory=4 * 2**30)
     await cluster.start()
@@ -77,7 +69,7 @@ async def one_drain(folder: Path, vms: int, bandwidth: str, parallel: int) -> di
             )
         )
         for other in names[1:]:
-            await cordon(client, other, True)
+            await set_node(client, other, cordon=True, drain=None)
         for i in range(vms):
             memory, ws, rate = LOADS[i % len(LOADS)]
             await client.create(
@@ -92,7 +84,7 @@ async def one_drain(folder: Path, vms: int, bandwidth: str, parallel: int) -> di
 
         await wait_for("VMs running", running, 120)
         for other in names[1:]:
-            await cordon(client, other, False)
+            await set_node(client, other, cordon=False, drain=None)
         await clock.sleep(2.0)  # let the guests touch their working sets
         drained = names[0]
         await set_node(client, drained, cordon=True, drain=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 from livemig.api.lifecycle import MigrationObject
 from livemig.api.loading import validate
-from livemig.api.models import Node, VirtualMachineInstance
+from livemig.api.models import VirtualMachineInstance
 from livemig.api.status import node_ready
 from livemig.api.vmi_status import VMIPhase, VMIStatus
 from livemig.errors import LivemigError
@@ -116,11 +116,3 @@ def drain_key(settings: object) -> str:
 
 def vmis_on(node: str, vmis: Collection[dict[str, Any]]) -> int:
     return sum(VMIStatus.of(v).on(node) for v in vmis)
-
-
-def typed_node(raw: dict[str, Any]) -> Node | None:
-    try:
-        node = validate(raw)
-    except LivemigError:
-        return None
-    return node if isinstance(node, Node) else None

@@ -31,7 +31,7 @@ from enum import StrEnum
 
 from livemig.api.lifecycle import Figures, MigrationObject, Phase
 from livemig.api.models import EvictionStrategy
-from livemig.api.status import parse_timestamp
+from livemig.api.status import epoch_seconds
 from livemig.scheduling import NodeView, choose_node, handover_pending
 
 #: KubeVirt's default drain taint key (KubeVirt CR ``spec.configuration.migrations``
@@ -242,7 +242,7 @@ def _decide(
     last = evacuations[-1] if evacuations else None
     if failures and last is not None and last.status.phase is Phase.FAILED:
         delay = backoff_delay(failures, backoff)
-        due = (_seconds(last.status.ended) or now) + delay
+        due = (epoch_seconds(last.status.ended) or now) + delay
         if now < due:
             return decided(
                 Step.BACKING_OFF,
@@ -274,7 +274,7 @@ def _progress(
     moved = 0
     migrated = failed = 0
     for m in migrations:
-        if m.evacuating != node or (_seconds(m.created) or now) < started - 1:
+        if m.evacuating != node or (epoch_seconds(m.created) or now) < started - 1:
             continue
         figures = m.status.figures or Figures()
         moved += figures.processed
@@ -294,13 +294,3 @@ def _progress(
         rate=rate,
         seconds_left=bytes_left / rate if rate else None,
     )
-
-
-def _seconds(stamp: str | None) -> float | None:
-    """A stored timestamp as epoch seconds (None if absent or unreadable)."""
-    if not stamp:
-        return None
-    try:
-        return parse_timestamp(stamp).timestamp()
-    except ValueError:
-        return None

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from livemig.audit import qemu_processes
 from livemig.clock import RealClock
 from livemig.errors import HypervisorError
 from livemig.hypervisor import VMSpec, testguest
 from livemig.hypervisor.disks import DiskRefused, confine
 from livemig.hypervisor.qemu import QemuHypervisor, QemuVM, check_private_folder
+from livemig.tasks import cancel_and_wait
 
 from .conftest import MiB, requires_qemu
 
@@ -140,3 +143,29 @@ def test_a_recycled_pid_is_neither_adopted_nor_killed(tmp_path: Path) -> None:
     finally:
         other.kill()
         other.wait()
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["first-start", "later-start"])
+@pytest.mark.parametrize("after", [0.01, 0.03, 0.06, 0.1])
+def test_a_vm_start_cancelled_over_and_over_leaves_no_qemu(
+    tmp_path: Path, after: float, warm: bool
+) -> None:
+    """An agent shutting down cancels its tasks again every half second (cancel_and_wait); a
+    QEMU being started then must not be left running (seen as a leak in the e2e suite). The
+    first start also probes KVM with a QEMU of its own."""
+
+    async def go() -> list[int]:
+        hv = QemuHypervisor(tmp_path / "vms")
+        if warm:
+            await (await hv.start_vm(VMSpec("before", memory=64 * MiB))).stop()
+        task = asyncio.create_task(hv.start_vm(VMSpec("cancelled", memory=64 * MiB)))
+        await asyncio.sleep(after)
+        await cancel_and_wait(task)
+        if not task.cancelled() and task.exception() is None:
+            await task.result().stop()  # the start won the race: its VM is ours to stop
+        return list(qemu_processes(tmp_path))
+
+    left = asyncio.run(go())
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []

@@ -16,6 +16,16 @@ def parse_timestamp(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def epoch_seconds(stamp: object) -> float | None:
+    """A stored timestamp as Unix seconds; None if absent or unreadable."""
+    if not stamp:
+        return None
+    try:
+        return parse_timestamp(str(stamp)).timestamp()
+    except ValueError:
+        return None
+
+
 def condition(
     status: dict[str, Any], kind: str, value: str, reason: str, message: str
 ) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from livemig.api.lifecycle import Figures, MigrationObject, Phase
 from livemig.api.quantity import short_bytes
-from livemig.api.status import parse_timestamp, timestamp
+from livemig.api.status import epoch_seconds, timestamp
 from livemig.cli.cluster_cmds import (
     ServerOption,
     StateOption,
@@ -151,14 +151,7 @@ async def drain_plan(client: ApiClient, node: str) -> tuple[Plan, dict[str, Any]
 
 
 def _drain_started(raw: dict[str, Any]) -> float | None:
-    drain = (raw.get("status") or {}).get("drain") or {}
-    stamp = drain.get("startTimestamp")
-    if not stamp:
-        return None
-    try:
-        return parse_timestamp(stamp).timestamp()
-    except ValueError:
-        return None
+    return epoch_seconds(((raw.get("status") or {}).get("drain") or {}).get("startTimestamp"))
 
 
 _WORDS = {
@@ -310,7 +303,7 @@ async def drain_summary(client: ApiClient, node: str) -> Table:
     rows = []
     for m_raw in migrations:
         m = MigrationObject.of(m_raw)
-        created = m.created and parse_timestamp(m.created).timestamp()
+        created = epoch_seconds(m.created)
         if m.evacuating != node or (created and created < started - 1):
             continue
         st = m.status

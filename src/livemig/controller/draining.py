@@ -17,7 +17,7 @@ from typing import Any
 from livemig.api.builders import evacuation_request
 from livemig.api.lifecycle import MigrationObject, Phase
 from livemig.api.models import EventType, EvictionStrategy
-from livemig.api.status import condition, parse_timestamp, timestamp
+from livemig.api.status import condition, epoch_seconds, timestamp
 from livemig.client import ApiClient
 from livemig.clock import Clock
 from livemig.clusterview import drain_taint, residents
@@ -147,7 +147,7 @@ class Drains:
         name = raw["metadata"]["name"]
         recorded = ((raw.get("status") or {}).get("drain") or {}).get("startTimestamp")
         started = str(recorded or taint.get("timeAdded") or timestamp(self._now()))
-        began = _seconds(started, self.clock.wall())
+        began = epoch_seconds(started) or self.clock.wall()
         now = self.clock.wall()
         step = plan(
             name,
@@ -272,10 +272,3 @@ class Drains:
             log.info(
                 "livemig controller: %s uncordoned: %d evacuation(s) cancelled", name, cancelled
             )
-
-
-def _seconds(stamp: str, fallback: float) -> float:
-    try:
-        return parse_timestamp(stamp).timestamp()
-    except ValueError:
-        return fallback

@@ -534,7 +534,7 @@ class QemuHypervisor:
         try:
             await vm.launch(self.binary, await self.accel(), incoming)
         except BaseException:
-            await vm.stop()
+            await _abandon(vm)
             raise
         return vm
 
@@ -568,7 +568,7 @@ class QemuHypervisor:
             if spec.disk is None:
                 await vm.wait_console("READY")
         except BaseException:
-            await vm.stop()
+            await _abandon(vm)
             raise
         return vm
 
@@ -579,9 +579,16 @@ class QemuHypervisor:
             await vm.set_capabilities(params)
             vm.listen_uri = await vm.listen(uri)
         except BaseException:
-            await vm.stop()
+            await _abandon(vm)
             raise
         return vm
+
+
+async def _abandon(vm: QemuVM) -> None:
+    """A VM that did not finish starting: kill it at once — before anything is awaited, so a
+    cancel (an agent shutting down) cannot leave it running — then release what it held."""
+    vm.kill()
+    await vm.stop()
 
 
 #: How much of a VM's name its folder name keeps, for people looking around; the rest is a hash.
@@ -641,6 +648,7 @@ async def kvm_works(binary: str, scratch: Path) -> bool:
         except HypervisorError:
             verdict = False
         finally:
+            probe.kill()  # at once: a cancel landing in the stop below must not leave it
             await probe.stop()
             shutil.rmtree(probe.folder, ignore_errors=True)
     _kvm_verdict[binary] = verdict

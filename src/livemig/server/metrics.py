@@ -39,7 +39,7 @@ from prometheus_client.registry import Collector
 from livemig.api.lifecycle import MigrationObject, MigrationStatus, Phase
 from livemig.api.loading import validate
 from livemig.api.models import EvictionStrategy
-from livemig.api.status import parse_timestamp
+from livemig.api.status import epoch_seconds
 from livemig.api.vmi_status import VMIPhase, VMIStatus
 from livemig.clusterview import node_views, typed_vmi
 from livemig.errors import LivemigError
@@ -67,15 +67,6 @@ DRAIN_STATES = (
 REMEMBERED = 20_000
 
 
-def _seconds(stamp: str | None) -> float | None:
-    if not stamp:
-        return None
-    try:
-        return parse_timestamp(stamp).timestamp()
-    except ValueError:
-        return None
-
-
 class TransitionObserver:
     """Observes each migration phase transition once, as status writes arrive."""
 
@@ -100,7 +91,7 @@ class TransitionObserver:
     def observe(self, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         uid = str(meta.get("uid") or meta.get("name"))
-        created = _seconds(meta.get("creationTimestamp"))
+        created = epoch_seconds(meta.get("creationTimestamp"))
         st = MigrationStatus.of(obj)
         with self._lock:
             seen = self._seen.setdefault(uid, set())
@@ -110,12 +101,12 @@ class TransitionObserver:
             fresh = [(p, w) for p, w in st.transitions if p not in seen]
             seen.update(p for p, _ in fresh)
         for phase, when in fresh:
-            at = _seconds(when)
+            at = epoch_seconds(when)
             if at is None or at < self.started or created is None:
                 continue  # it happened before this server ran: not ours to count
             self.from_creation.labels(phase=phase.value).observe(max(at - created, 0.0))
             if phase is Phase.SCHEDULING:
-                pending = _seconds(st.phase_time(Phase.PENDING)) or created
+                pending = epoch_seconds(st.phase_time(Phase.PENDING)) or created
                 self.admission_wait.observe(max(at - pending, 0.0))
 
 
@@ -225,9 +216,9 @@ def _per_vmi(typed: Sequence[MigrationObject]) -> Iterator[Metric]:
     )
     for m in latest.values():
         st = m.status
-        if (t := _seconds(st.started)) is not None:
+        if (t := epoch_seconds(st.started)) is not None:
             start.add_metric(_labels(m), t)
-        if (t := _seconds(st.ended)) is not None:
+        if (t := epoch_seconds(st.ended)) is not None:
             end.add_metric(_labels(m), t)
         if st.finished:
             ok.add_metric(_labels(m), 1.0 if st.succeeded else 0.0)
