@@ -232,6 +232,14 @@ def _decide(
         )
     if not r.running:
         return decided(Step.WAITING, "not running yet; it moves once it runs")
+    here = next((n for n in nodes if n.name == node), None)
+    if here is not None and not here.ready:
+        # Only the node's own agent can start a live migration from it.
+        return decided(
+            Step.BLOCKED,
+            f"{node} is NotReady: no agent there can migrate it; bring the agent back, or "
+            "stop the VM (it starts again elsewhere if its runStrategy says so)",
+        )
     evacuations = [m for m in own if m.evacuating is not None]
     failures = 0
     for m in reversed(evacuations):  # newest first, back to the last success

@@ -87,6 +87,7 @@ async def _six_and_a_pinned_one(folder: Path) -> dict[str, Any]:
         pinned["spec"]["template"]["spec"]["nodeSelector"] = {"disk": "nvme"}
         await start_vms_on(client, first, nodes, [*movers, pinned])
 
+        seen["wide"] = await cli(folder, "get", "vmis", "-o", "wide")
         seen["dry"] = await cli(folder, "drain", first, "--dry-run")
         seen["cordoned_by_dry_run"] = bool((await node(client, first))["spec"].get("unschedulable"))
         seen["started"] = await cli(folder, "drain", first)
@@ -118,6 +119,13 @@ def test_a_drain_empties_the_node_within_the_limits_and_explains_what_blocks(
     tmp_path: Path,
 ) -> None:
     seen = asyncio.run(_six_and_a_pinned_one(tmp_path))
+
+    # LIVE-MIGRATABLE says whether another node could take the VMI now.
+    code, out, _ = seen["wide"]
+    header = out.splitlines()[0].split()
+    column = header.index("LIVE-MIGRATABLE")
+    rows = {line.split()[0]: line.split()[column] for line in out.splitlines()[1:]}
+    assert rows["pinned"] == "False" and rows["vm-0"] == "True"
 
     code, out, _ = seen["dry"]
     assert code == 0 and "nothing is changed now" in out

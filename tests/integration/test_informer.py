@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from livemig.api.status import timestamp
 from livemig.clock import RealClock
+from livemig.controller.controller import EVENT_TTL, Controller
 from livemig.errors import NotFound
 from livemig.informer import Informer, reconcile_forever
 from tests.integration.test_api_server import POLICY, cluster, migration
@@ -112,3 +115,32 @@ def test_reconcile_waits_for_the_first_list_and_runs_on_every_change(tmp_path: P
                 await asyncio.gather(loop, return_exceptions=True)
 
     asyncio.run(go())
+
+
+def test_the_controller_deletes_events_an_hour_after_they_last_happened(tmp_path: Path) -> None:
+    """Kubernetes' event TTL: a fleet that migrates all day must not grow its store forever."""
+
+    def event(name: str, age: float) -> dict[str, Any]:
+        when = timestamp(datetime.fromtimestamp(clock.wall() - age, UTC))
+        return {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": "db"},
+            "involvedObject": {"kind": "Node", "name": "node-1"},
+            "reason": "Test",
+            "message": "m",
+            "type": "Normal",
+            "count": 3,
+            "firstTimestamp": when,
+            "lastTimestamp": when,
+        }
+
+    async def go() -> list[str]:
+        async with cluster(tmp_path) as (client, _, _):
+            await client.create(event("old", EVENT_TTL + 60))
+            await client.create(event("recent", EVENT_TTL - 60))
+            await Controller(client, clock)._expire_events()
+            items, _ = await client.list("Event")
+            return sorted(e["metadata"]["name"] for e in items)
+
+    assert asyncio.run(go()) == ["recent"]

@@ -246,3 +246,9 @@ def test_the_largest_vms_are_evacuated_first_so_the_drain_does_not_end_on_a_big_
     sizes = {"small": GI // 2, "big": 3 * GI, "mid": GI}
     p = plan("n1", [vmi(n, m) for n, m in sizes.items()], [], OTHERS, None, T0, T0)
     assert [d.vmi[1] for d in p.decisions] == ["big", "mid", "small"]
+
+
+def test_the_vms_of_a_node_that_is_not_ready_block_the_drain_with_why() -> None:
+    nodes = [node("n1", cordoned=True, ready=False), node("n2")]
+    (d,) = plan("n1", [vmi("a")], [], nodes, None, T0, T0).decisions
+    assert d.step is Step.BLOCKED and "n1 is NotReady" in d.why

@@ -533,7 +533,8 @@ def register(app: typer.Typer) -> None:
             printer = Printer(target.cls, output, all_namespaces, watching=watch)
             async with connect(server, token, state) as client:
                 items, rev, where = await find(client, target, namespace, all_namespaces, selector)
-                ctx = await Context.load(client, target.cls.KIND)
+                wide = output == "wide"
+                ctx = await Context.load(client, target.cls.KIND, wide)
                 printer.listing(items, ctx, one=len(target.names) == 1, namespace=where)
                 if not watch:
                     return
@@ -542,7 +543,7 @@ def register(app: typer.Typer) -> None:
                     if names and event.object["metadata"]["name"] not in names:
                         continue
                     if target.cls.KIND in ("Node", "VirtualMachine", "VirtualMachineInstance"):
-                        ctx = await Context.load(client, target.cls.KIND)
+                        ctx = await Context.load(client, target.cls.KIND, wide)
                     printer.change(event.object, ctx, deleted=event.type == "DELETED")
 
         run_async(main())

@@ -11,18 +11,24 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import yaml
 
 from livemig.api.lifecycle import Figures, MigrationStatus
+from livemig.api.loading import validate
 from livemig.api.models import KINDS, Resource, resolve_kind
 from livemig.api.quantity import human_bytes
 from livemig.api.status import node_ready, parse_timestamp
 from livemig.api.vmi_status import VMIPhase, VMIStatus
 from livemig.cli.jsonpath import render
 from livemig.client import ApiClient
-from livemig.errors import NotFound, UsageError
+from livemig.clusterview import node_views, typed_vmi
+from livemig.errors import LivemigError, NotFound, UsageError
+from livemig.inventory import Inventory
+from livemig.policy import effective_configuration
+from livemig.scheduling import NodeView, choose_node
 from livemig.server.selectors import parse_selector
 
 VMIM = "VirtualMachineInstanceMigration"
@@ -200,24 +206,57 @@ class Rows:
 
 @dataclass
 class Context:
-    """Other objects some columns need (node addresses, VMIs per node, a VM's VMI)."""
+    """Other objects some columns need (node addresses, VMIs per node, a VM's VMI, where a
+    VMI could go now)."""
 
     nodes: dict[str, dict[str, Any]]
     vmis: list[dict[str, Any]]
     migrations: list[dict[str, Any]]
+    network: str | None = None  # the cluster's dedicated migration network
 
     @classmethod
-    async def load(cls, client: ApiClient, kind: str) -> Context:
+    async def load(cls, client: ApiClient, kind: str, wide: bool = False) -> Context:
         nodes: list[dict[str, Any]] = []
         vmis: list[dict[str, Any]] = []
         migrations: list[dict[str, Any]] = []
+        network = None
         if kind in (VMI, "Node"):
             nodes, _ = await client.list("Node")
-        if kind in ("Node", "VirtualMachine"):
+        if kind in ("Node", "VirtualMachine") or (kind == VMI and wide):
             vmis, _ = await client.list(VMI)
-        if kind == "Node":
+        if kind == "Node" or (kind == VMI and wide):
             migrations, _ = await client.list(VMIM)
-        return cls({n["metadata"]["name"]: n for n in nodes}, vmis, migrations)
+        if kind == VMI and wide:
+            network = await cluster_network(client)
+        return cls({n["metadata"]["name"]: n for n in nodes}, vmis, migrations, network)
+
+    @cached_property
+    def views(self) -> list[NodeView]:
+        return node_views(list(self.nodes.values()), self.vmis, self.migrations)
+
+
+async def cluster_network(client: ApiClient) -> str | None:
+    """The cluster's liveMigrationConfig.network (None: the primary network)."""
+    objs = []
+    for kind in ("HyperConverged", "KubeVirt"):
+        for raw in (await client.list(kind))[0]:
+            try:
+                objs.append(validate(raw))
+            except LivemigError:
+                continue
+    return effective_configuration(Inventory.from_objects(objs).cluster).network
+
+
+def _migratable(o: dict[str, Any], ctx: Context) -> str:
+    """Whether another node could take the VMI now (room, nodeSelector, migration network)."""
+    st = VMIStatus.of(o)
+    vmi = typed_vmi(o)
+    if st.phase is not VMIPhase.RUNNING or vmi is None:
+        return "False"
+    target, _ = choose_node(
+        ctx.views, vmi.spec.memory_bytes() or 0, vmi.spec.node_selector, st.node, ctx.network
+    )
+    return str(target is not None)
 
 
 def _address(node: dict[str, Any] | None) -> str:
@@ -335,7 +374,7 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
         ],
         [
             ("ADDRESS", lambda o, c: _address(c.nodes.get(VMIStatus.of(o).node or ""))),
-            ("LIVE-MIGRATABLE", _vmi_ready),
+            ("LIVE-MIGRATABLE", _migratable),
             ("MEMORY", _memory),
             ("PROBLEM", lambda o, _: _trouble(o.get("status") or {})),
         ],

@@ -17,11 +17,19 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+import httpx
+
 from livemig.api.builders import PRIORITY_ANNOTATION
 from livemig.api.lifecycle import MigrationObject, MigrationStatus, Phase, transition
 from livemig.api.loading import validate
 from livemig.api.models import EventType, Resource, VirtualMachine, VirtualMachineInstance
-from livemig.api.status import condition, condition_changed, last_heartbeat, node_ready
+from livemig.api.status import (
+    condition,
+    condition_changed,
+    epoch_seconds,
+    last_heartbeat,
+    node_ready,
+)
 from livemig.api.vmi_status import VMIPhase, VMIStatus, vmi_scheduled
 from livemig.client import ApiClient
 from livemig.clock import Clock
@@ -66,6 +74,10 @@ WATCHED = (
 HEARTBEAT_TIMEOUT = 40.0
 #: How many finished migrations are kept per VMI.
 KEEP_FINISHED = 5
+#: Events are deleted this long after they last happened (Kubernetes' --event-ttl default).
+EVENT_TTL = 3600.0
+#: How often old events are looked for.
+EVENT_GC_EVERY = 60.0
 
 
 def _status(obj: dict[str, Any]) -> dict[str, Any]:
@@ -104,6 +116,7 @@ class Controller:
         )
         # node → (its last heartbeat as written, when this controller saw it change)
         self._heard: dict[str, tuple[str | None, float]] = {}
+        self._events_expired_at: float | None = None
 
     async def run(self) -> None:
         await reconcile_forever(
@@ -135,6 +148,7 @@ class Controller:
         )
         await self._migrations(objs, nodes)
         await self._collect_garbage(objs[VMIM])
+        await self._expire_events()
 
     async def _valid(self, kind: str, raw: dict[str, Any]) -> Resource | None:
         """The typed object, or None (reported on the object) if it does not validate."""
@@ -585,6 +599,26 @@ class Controller:
             for old in group[KEEP_FINISHED:]:
                 await self._delete_ignoring_missing(VMIM, old["metadata"]["name"], key_of(old)[0])
                 self.each.forget(VMIM, old)
+
+    async def _expire_events(self) -> None:
+        """Delete events that last happened more than EVENT_TTL ago, as Kubernetes does: a
+        fleet that migrates all day must not grow its store without end."""
+        now = self.clock.now()
+        if self._events_expired_at is not None and now - self._events_expired_at < EVENT_GC_EVERY:
+            return
+        self._events_expired_at = now
+        try:
+            events, _ = await self.client.list("Event")
+        except (LivemigError, httpx.HTTPError) as exc:
+            log.warning("livemig controller: cannot list events to expire them: %s", exc)
+            return
+        oldest = self.clock.wall() - EVENT_TTL
+        for e in events:
+            last = epoch_seconds(e.get("lastTimestamp"))
+            if last is not None and last < oldest:
+                await self._delete_ignoring_missing(
+                    "Event", e["metadata"]["name"], e["metadata"].get("namespace")
+                )
 
     # --- writes ------------------------------------------------------------------------------
 
