@@ -77,6 +77,7 @@ class NodeAgent(SourceSide, TargetSide):
             self.ledger.local.clear()
             self.ledger.incoming.clear()
             self.ledger.save()
+        await self.events.close()
 
     async def _attach(self, entry: LocalEntry | IncomingEntry, what: str) -> VM | None:
         for _ in range(3):  # QEMU may still be hanging up on the previous agent

@@ -124,7 +124,6 @@ class AgentBase:
         self.events = EventRecorder(client, f"livemig-agent/{node}", clock)
         self.each = PerObject(self.informer, self.events, clock, *backoff)
         self._random = random.Random()
-        self._background: set[asyncio.Task[None]] = set()
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.wall(), UTC)
@@ -149,9 +148,7 @@ class AgentBase:
             "kind": kind,
             "metadata": {"namespace": key[0], "name": key[1]},
         }
-        task = asyncio.create_task(self.events.record(raw, event_type, reason, message))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self.events.emit(raw, event_type, reason, message)
 
     def _remember(self, key: Key, vm: VM, handle: str) -> None:
         """Record (again) that ``vm`` at ``handle`` runs VMI ``key``, with its current load."""

@@ -432,10 +432,17 @@ def register_nodes(app: typer.Typer) -> None:
                             markup=False,
                         )
                     return True
-                await set_node(client, node, cordon=True, drain=True)
-                out.print(f"node/{node} cordoned")
+                changed = await set_node(client, node, cordon=True, drain=True)
+                if changed:
+                    out.print(f"node/{node} cordoned")
+                    what = "draining"
+                else:
+                    started = _drain_started(raw)
+                    since = f" for {_elapsed(RealClock().wall() - started)}" if started else ""
+                    out.print(f"node/{node} already cordoned")
+                    what = f"already draining{since}"
                 out.print(
-                    f"node/{node} draining: {len(p.decisions)} VMI(s) to move"
+                    f"node/{node} {what}: {len(p.decisions)} VMI(s) to move"
                     + ("" if wait else f"; follow with `livemig drain {node} --wait`"),
                     markup=False,
                 )

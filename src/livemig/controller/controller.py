@@ -119,12 +119,17 @@ class Controller:
         self._events_expired_at: float | None = None
 
     async def run(self) -> None:
-        await reconcile_forever(
-            self.informer,
-            self.reconcile,
-            self.clock,
-            on_ready=lambda: LIFECYCLE.info("livemig controller: up, watching %s", self.client.url),
-        )
+        try:
+            await reconcile_forever(
+                self.informer,
+                self.reconcile,
+                self.clock,
+                on_ready=lambda: LIFECYCLE.info(
+                    "livemig controller: up, watching %s", self.client.url
+                ),
+            )
+        finally:
+            await self.events.close()
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.wall(), UTC)

@@ -2,6 +2,12 @@
 acknowledged write survives ``kill -9`` of the process (and of the machine's power, as far as
 the disk honours fsync).
 
+Events are the exception: they are written without an fsync of their own (synchronous=NORMAL
+for that commit), and reach the disk with the next write that has one. A migration writes
+half a dozen events; an fsync each was ~30 ms of control_latency's hand-over path. A machine
+that loses power may lose the newest events, never an object's state (Kubernetes often keeps
+events in a store of their own for the same reason).
+
 Every method is blocking and thread-safe (one lock around one connection): an fsync was seen
 to take 10–30 s on a busy virtual disk, so the API server calls the store from worker threads
 and its event loop — /healthz, watches and, in ``livemig up``, the agents and their QMP
@@ -50,6 +56,10 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+#: Kinds whose writes are not fsynced on their own (see the module docstring).
+BEST_EFFORT_KINDS = frozenset({"Event"})
+
+
 class SQLiteStore:
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
@@ -64,7 +74,10 @@ class SQLiteStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
-        self._changed: asyncio.Event | None = None
+        #: What watchers wait on, per kind (None: watchers of every kind); a write wakes only
+        #: the watchers of its own kind. Waking every watch stream for every write made each
+        #: event write cost ~25 thread hops and queries in a 3-node cluster.
+        self._changed: dict[str | None, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def close(self) -> None:
@@ -134,17 +147,25 @@ class SQLiteStore:
         return obj
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """One write transaction; watchers are woken only after it commits."""
+    def _transaction(self, kind: str) -> Iterator[None]:
+        """One write transaction; watchers are woken only after it commits. Best-effort kinds
+        (events) commit without their own fsync."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            relaxed = kind in BEST_EFFORT_KINDS
+            if relaxed:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._notify()
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            finally:
+                if relaxed:
+                    self._db.execute("PRAGMA synchronous=FULL")
+            self._notify(kind)
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Store a new object. uid, creationTimestamp, generation and resourceVersion are the
@@ -155,7 +176,7 @@ class SQLiteStore:
         meta = obj.setdefault("metadata", {})
         meta["uid"] = str(uuid.uuid4())
         meta["generation"] = 1
-        with self._transaction():
+        with self._transaction(kind):
             # Stamped under the lock, so creation order is the order of revisions.
             meta["creationTimestamp"] = _now()
             exists = self._db.execute(
@@ -176,7 +197,7 @@ class SQLiteStore:
         obj = json.loads(json.dumps(obj))
         kind, namespace, name = key = object_key(obj)
         expected = (obj.get("metadata") or {}).get("resourceVersion")
-        with self._transaction():
+        with self._transaction(kind):
             current = self.get(kind, namespace, name)
             have = current["metadata"]["resourceVersion"]
             if expected is None or str(expected) != have:
@@ -207,7 +228,7 @@ class SQLiteStore:
     def delete(
         self, kind: str, namespace: str, name: str, resource_version: str | None = None
     ) -> dict[str, Any]:
-        with self._transaction():
+        with self._transaction(kind):
             current = self.get(kind, namespace, name)
             have = current["metadata"]["resourceVersion"]
             if resource_version is not None and str(resource_version) != have:
@@ -220,29 +241,32 @@ class SQLiteStore:
 
     # --- watch ---------------------------------------------------------------------------
 
-    def _notify(self) -> None:
-        # Wake this process's watchers: set the event they wait on, and start a new one. A
-        # write may come from a worker thread; the event belongs to the watchers' loop.
+    def _notify(self, kind: str) -> None:
+        # Wake this process's watchers of ``kind`` (and of every kind): set the events they
+        # wait on, and start new ones. A write may come from a worker thread; the events
+        # belong to the watchers' loop.
         with self._event_lock:
-            woken, self._changed = self._changed, None
-        if woken is None or self._loop is None:
+            woken = [e for k in (kind, None) if (e := self._changed.pop(k, None)) is not None]
+        if not woken or self._loop is None:
             return
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if running is self._loop:
-            woken.set()
-        elif not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(woken.set)
+        for event in woken:
+            if running is self._loop:
+                event.set()
+            elif not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(event.set)
 
-    def _change_event(self) -> asyncio.Event:
+    def _change_event(self, kind: str | None) -> asyncio.Event:
         # Its own small lock, never held across I/O: the loop must not wait for a commit here.
         with self._event_lock:
-            if self._changed is None:
+            event = self._changed.get(kind)
+            if event is None:
                 self._loop = asyncio.get_running_loop()
-                self._changed = asyncio.Event()
-            return self._changed
+                event = self._changed[kind] = asyncio.Event()
+            return event
 
     def changes_since(self, since: int, kind: str | None = None) -> Events:
         sql = "SELECT revision, type, data FROM changes WHERE revision > ?"
@@ -265,7 +289,7 @@ class SQLiteStore:
                 since = event.revision
             if not events:
                 # Woken by our own writes; the timeout catches other processes' writes.
-                changed = self._change_event()
+                changed = self._change_event(kind)
                 if await asyncio.to_thread(self.changes_since, since, kind):
                     continue  # written between our read and our wait
                 with contextlib.suppress(TimeoutError):
