@@ -116,3 +116,24 @@ def drain_key(settings: object) -> str:
 
 def vmis_on(node: str, vmis: Collection[dict[str, Any]]) -> int:
     return sum(VMIStatus.of(v).on(node) for v in vmis)
+
+
+def cordon_node(node: dict[str, Any], cordon: bool, drain: bool | None, key: str, now: str) -> bool:
+    """Cordon or uncordon ``node`` (in place); add (True) or remove (False) its drain taint
+    (``key``, stamped ``now`` when added), or leave it (None). True if anything changed."""
+    spec = node.setdefault("spec", {})
+    before = (bool(spec.get("unschedulable")), list(spec.get("taints") or []))
+    if cordon:
+        spec["unschedulable"] = True
+    else:
+        spec.pop("unschedulable", None)
+    taints = list(spec.get("taints") or [])
+    if drain is not None:
+        present = drain_taint(node, key)
+        taints = [t for t in taints if t.get("key") not in (key, DRAIN_TAINT)]
+        if drain:
+            taints.append(present or {"key": key, "effect": "NoSchedule", "timeAdded": now})
+    spec["taints"] = taints
+    if not taints:
+        spec.pop("taints")
+    return (bool(spec.get("unschedulable")), list(spec.get("taints") or [])) != before

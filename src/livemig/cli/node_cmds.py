@@ -33,7 +33,7 @@ from livemig.cli.cluster_cmds import (
 )
 from livemig.client import ApiClient
 from livemig.clock import RealClock
-from livemig.clusterview import drain_key, drain_taint, node_views, residents
+from livemig.clusterview import cordon_node, drain_key, drain_taint, node_views, residents
 from livemig.errors import LivemigError
 from livemig.evacuation import DRAIN_TAINT, Plan, Step, plan
 from livemig.inventory import Inventory
@@ -75,28 +75,7 @@ async def set_node(client: ApiClient, node: str, cordon: bool, drain: bool | Non
 
     def change(o: dict[str, Any]) -> dict[str, Any] | None:
         nonlocal changed
-        spec = o.setdefault("spec", {})
-        before = (bool(spec.get("unschedulable")), list(spec.get("taints") or []))
-        spec["unschedulable"] = cordon
-        if not cordon:
-            spec.pop("unschedulable")
-        taints = [t for t in spec.get("taints") or [] if t.get("key") not in (key, DRAIN_TAINT)]
-        if drain is True:
-            present = drain_taint(o, key)
-            taints.append(
-                present
-                or {
-                    "key": key,
-                    "effect": "NoSchedule",
-                    "timeAdded": timestamp(datetime.now(UTC)),
-                }
-            )
-        elif drain is None:
-            taints = list(spec.get("taints") or [])
-        spec["taints"] = taints
-        if not taints:
-            spec.pop("taints")
-        changed = (bool(spec.get("unschedulable")), list(spec.get("taints") or [])) != before
+        changed = cordon_node(o, cordon, drain, key, timestamp(datetime.now(UTC)))
         return o if changed else None
 
     await client.modify("Node", node, None, change)

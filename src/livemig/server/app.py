@@ -31,14 +31,11 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from livemig.api.lifecycle import MigrationStatus
 from livemig.api.limits import MAX_BODY_BYTES, InvalidBody
-from livemig.api.loading import validate
 from livemig.api.models import Resource, resolve_kind
 from livemig.clock import Clock, RealClock
 from livemig.errors import (
     AlreadyExists,
-    CancelRefused,
     Conflict,
     Gone,
     LivemigError,
@@ -57,6 +54,8 @@ from livemig.server.body import (
 )
 from livemig.server.metrics import metrics_registry
 from livemig.server.selectors import Requirement, matches_selector, parse_selector
+from livemig.server.web.console import mount_console
+from livemig.server.writes import cancel_migration, checked, one_migration_at_a_time
 from livemig.store import Store, Subresource, object_key
 
 VMIM = "VirtualMachineInstanceMigration"
@@ -115,7 +114,9 @@ def create_app(
     async def bearer_token(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        if request.url.path != "/healthz":
+        path = request.url.path
+        # The console (/ and /ui/…) checks its own session cookie; everything else the token.
+        if path != "/healthz" and path != "/" and not path.startswith("/ui/"):
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
                 return JSONResponse(
@@ -182,12 +183,12 @@ def create_app(
     @app.post("/apis/{kind}", status_code=201, response_model=None, openapi_extra=OPENAPI_BODY)
     async def create(kind: str, request: Request) -> Response:
         cls = _kind(kind)
-        obj = _checked(cls, await read_object(request))
+        obj = checked(cls, await read_object(request))
         obj.pop("status", None)  # a subresource: never set by a create (Kubernetes does so too)
         if cls.KIND != "VirtualMachineInstanceMigration":
             return _json(await off(store.create, obj), 201)
         async with migration_creates:  # the check and the create, as one step
-            await off(_one_migration_at_a_time, store, obj)
+            await off(one_migration_at_a_time, store, obj)
             return _json(await off(store.create, obj), 201)
 
     @app.get("/apis/{kind}/{name}", response_model=None)
@@ -199,7 +200,7 @@ def create_app(
         kind: str, name: str, request: Request, namespace: str | None, subresource: Subresource
     ) -> Response:
         cls = _kind(kind)
-        obj = _checked(cls, await read_object(request))
+        obj = checked(cls, await read_object(request))
         if object_key(obj) != (cls.KIND, _namespace(cls, namespace), name):
             raise UsageError(f"the body is {object_key(obj)}, not {cls.KIND} {name} in the URL")
         stored = await off(store.update, obj, subresource)
@@ -224,9 +225,10 @@ def create_app(
         cls = _kind(kind)
         ns = _namespace(cls, namespace)
         if cls.KIND == "VirtualMachineInstanceMigration":
-            return _json(await off(_cancel_migration, store, ns, name))
+            return _json(await off(cancel_migration, store, ns, name))
         return _json(await off(store.delete, cls.KIND, ns, name))
 
+    mount_console(app, store, token, stopping, clock or RealClock(), defaults, off, _until)
     return app
 
 
@@ -240,58 +242,6 @@ def _json(body: dict[str, Any], status: int = 200) -> Response:
 
 def _labels(obj: dict[str, Any]) -> dict[str, str]:
     return dict((obj.get("metadata") or {}).get("labels") or {})
-
-
-def _checked(cls: type[Resource], body: dict[str, Any]) -> dict[str, Any]:
-    """Validate like lint does; return the object as it will be stored."""
-    if body.get("kind") != cls.KIND:
-        raise UsageError(f"the URL is for {cls.KIND} but the body has kind {body.get('kind')!r}")
-    meta = body.setdefault("metadata", {}) if isinstance(body.get("metadata"), dict) else None
-    if meta is not None:
-        if cls.NAMESPACED:
-            meta.setdefault("namespace", "default")
-        else:
-            meta.pop("namespace", None)
-    validate(body)
-    return body
-
-
-def _one_migration_at_a_time(store: Store, obj: dict[str, Any]) -> None:
-    _, ns, _ = object_key(obj)
-    vmi = obj["spec"]["vmiName"]
-    items, _ = store.list("VirtualMachineInstanceMigration", ns)
-    for other in items:
-        status = MigrationStatus.of(other)
-        if other["spec"]["vmiName"] == vmi and status.is_active:
-            raise MigrationError(
-                f"VirtualMachineInstance {ns}/{vmi} already has an unfinished migration "
-                f"{other['metadata']['name']} (phase {status.phase.value or 'Pending'}); wait "
-                "for it to end or cancel it first"
-            )
-
-
-def _cancel_migration(store: Store, namespace: str, name: str) -> dict[str, Any]:
-    """Delete (cancel) a migration unless it is in post-copy, judged on the very revision that
-    is deleted: an agent recording PostCopy in between makes the delete conflict and look again."""
-    for _ in range(10):
-        current = store.get(VMIM, namespace, name)
-        _refuse_cancel_in_post_copy(current)
-        try:
-            return store.delete(VMIM, namespace, name, current["metadata"]["resourceVersion"])
-        except Conflict:
-            continue
-    raise Conflict(f"{VMIM}/{namespace}/{name} keeps changing; try again")
-
-
-def _refuse_cancel_in_post_copy(obj: dict[str, Any]) -> None:
-    """The agent records PostCopy before it tells QEMU to switch, so this revision's mode is
-    the truth: a cancel accepted here can still stop the migration."""
-    status = MigrationStatus.of(obj)
-    if status.in_post_copy and not status.finished:
-        raise CancelRefused(
-            f"migration {obj['metadata']['name']} is in post-copy and cannot be cancelled: the "
-            "guest's memory is split between source and target; wait for it to end"
-        )
 
 
 async def _until(stopping: asyncio.Event, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -1,0 +1,277 @@
+"""What each console page shows, computed from stored objects: plain records the templates lay
+out. The same typed views and pure rules as the controller (scheduling, evacuation, policy)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from livemig.api.lifecycle import Figures, MigrationObject, Phase
+from livemig.api.loading import validate
+from livemig.api.quantity import short_bytes
+from livemig.api.status import epoch_seconds, node_ready
+from livemig.api.vmi_status import VMIPhase, VMIStatus
+from livemig.clusterview import memory_used, node_networks
+from livemig.convergence import acceptable_completion_time
+from livemig.errors import LivemigError
+from livemig.inventory import Inventory
+from livemig.policy import (
+    DefaultsProfile,
+    MigrationConfiguration,
+    Precedence,
+    effective_configuration,
+)
+from livemig.store import Store
+
+VMIM = "VirtualMachineInstanceMigration"
+VMI = "VirtualMachineInstance"
+
+
+def inventory(store: Store, defaults: DefaultsProfile, *more: Any) -> Inventory:
+    """Cluster settings, policies and namespaces as stored (objects that do not validate are
+    left out, as the controller leaves them out), plus ``more``."""
+    objs = []
+    for kind in ("HyperConverged", "KubeVirt", "MigrationPolicy", "Namespace"):
+        for raw in store.list(kind, None)[0]:
+            try:
+                objs.append(validate(raw))
+            except LivemigError:
+                continue
+    return Inventory.from_objects([*objs, *more], defaults)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRow:
+    name: str
+    ready: bool
+    cordoned: bool
+    draining: bool
+    drain: dict[str, Any]
+    memory_capacity: str
+    memory_used: str
+    memory_free: str
+    used_percent: int
+    vms: int
+    migrations_in: int
+    migrations_out: int
+    out_limit: int
+    networks: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    nodes: list[NodeRow]
+    running: int
+    per_cluster: int
+    per_node: int
+    pending: int
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def overview(store: Store, defaults: DefaultsProfile) -> Overview:
+    nodes, _ = store.list("Node", None)
+    vmis, _ = store.list(VMI, None)
+    migrations, _ = store.list(VMIM, None)
+    events, _ = store.list("Event", None)
+    limits = effective_configuration(inventory(store, defaults).cluster)
+    typed = [MigrationObject.of(m) for m in migrations]
+    active = [m for m in typed if m.status.holds_slot]
+    out = Counter(m.status.source_node for m in active)
+    into = Counter(m.status.target_node for m in active)
+    on = Counter(st.node for v in vmis if (st := VMIStatus.of(v)).node and not st.finished)
+    used = memory_used(vmis, migrations)
+    rows = []
+    for raw in sorted(nodes, key=lambda n: n["metadata"]["name"]):
+        name = raw["metadata"]["name"]
+        capacity = int(((raw.get("status") or {}).get("capacity") or {}).get("memoryBytes", 0))
+        drain = (raw.get("status") or {}).get("drain") or {}
+        rows.append(
+            NodeRow(
+                name,
+                node_ready(raw),
+                bool((raw.get("spec") or {}).get("unschedulable")),
+                bool(drain) and not drain.get("completionTimestamp"),
+                drain,
+                short_bytes(capacity),
+                short_bytes(used.get(name, 0)),
+                short_bytes(max(capacity - used.get(name, 0), 0)),
+                min(100, round(100 * used.get(name, 0) / capacity)) if capacity else 0,
+                on[name],
+                into[name],
+                out[name],
+                limits.parallel_outbound_migrations_per_node,
+                node_networks(raw),
+            )
+        )
+    latest = sorted(events, key=lambda e: str(e.get("lastTimestamp") or ""), reverse=True)[:15]
+    return Overview(
+        rows,
+        len(active),
+        limits.parallel_migrations_per_cluster,
+        limits.parallel_outbound_migrations_per_node,
+        sum(m.status.phase in (Phase.PENDING, Phase.UNSET) for m in typed),
+        latest,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationRow:
+    namespace: str
+    name: str
+    vmi: str
+    phase: str
+    mode: str
+    percent: int
+    processed: str
+    total: str
+    remaining: str
+    rate: str
+    elapsed: str
+    acceptable: str
+    policy: str
+    source: str
+    target: str
+    reason: str
+    can_cancel: bool
+    finished: bool
+    evacuating: str | None
+    created: str
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    if value < 120:
+        return f"{value:.0f} s"
+    return f"{value / 60:.1f} min"
+
+
+def migration_rows(store: Store, now: float) -> list[MigrationRow]:
+    migrations, _ = store.list(VMIM, None)
+    rows = []
+    for raw in migrations:
+        m = MigrationObject.of(raw)
+        st = m.status
+        f = st.figures or Figures()
+        percent = (
+            100 if st.succeeded else (100 * (f.total - f.remaining) // f.total if f.total else 0)
+        )
+        started = epoch_seconds(st.started)
+        ended = epoch_seconds(st.ended)
+        elapsed = (ended or now) - started if started is not None else None
+        acceptable = None
+        if st.configuration:
+            config = MigrationConfiguration.from_dict(dict(st.configuration))
+            acceptable = acceptable_completion_time(config, f.total or st.memory_bytes) or None
+        rows.append(
+            MigrationRow(
+                m.namespace,
+                m.name,
+                m.vmi_name,
+                st.phase.value or "Pending",
+                st.mode.value if st.mode else "",
+                max(0, min(100, int(percent))),
+                short_bytes(f.processed),
+                short_bytes(f.total),
+                short_bytes(f.remaining),
+                f"{short_bytes(f.transfer_rate)}/s" if f.transfer_rate else "",
+                _seconds(elapsed),
+                _seconds(acceptable) if acceptable else "no limit",
+                st.policy or ("(cluster settings)" if st.configuration else ""),
+                st.source_node or "",
+                st.target_node or "",
+                st.reason or m.unschedulable or "",
+                st.can_cancel,
+                st.finished,
+                m.evacuating,
+                m.created,
+            )
+        )
+    # Unfinished first, newest first within each.
+    return sorted(rows, key=lambda r: (r.finished, _negate(r.created)))
+
+
+def _negate(stamp: str) -> tuple[int, ...]:
+    return tuple(-ord(c) for c in stamp)
+
+
+@dataclass(frozen=True, slots=True)
+class VMIChoice:
+    namespace: str
+    name: str
+    node: str
+
+
+def running_vmis(store: Store) -> list[VMIChoice]:
+    vmis, _ = store.list(VMI, None)
+    out = []
+    for raw in vmis:
+        st = VMIStatus.of(raw)
+        if st.phase is VMIPhase.RUNNING and st.node:
+            out.append(
+                VMIChoice(str(raw["metadata"].get("namespace")), raw["metadata"]["name"], st.node)
+            )
+    return sorted(out, key=lambda v: (v.namespace, v.name))
+
+
+def policy_rows(store: Store, defaults: DefaultsProfile) -> list[dict[str, Any]]:
+    """Each policy, and the VMIs it wins now."""
+    inv = inventory(store, defaults, *typed_vmis(store))
+    wins: Counter[str] = Counter()
+    for _, resolution in inv.resolve_all(inv.workloads, Precedence.DOCUMENTED):
+        if resolution.winner is not None:
+            wins[resolution.winner.name] += 1
+    policies, _ = store.list("MigrationPolicy", None)
+    return [
+        {
+            "name": p["metadata"]["name"],
+            "spec": p.get("spec") or {},
+            "wins": wins[p["metadata"]["name"]],
+        }
+        for p in sorted(policies, key=lambda p: p["metadata"]["name"])
+    ]
+
+
+def typed_vmis(store: Store) -> Sequence[Any]:
+    out = []
+    for raw in store.list(VMI, None)[0]:
+        try:
+            out.append(validate(raw))
+        except LivemigError:
+            continue
+    return out
+
+
+def policy_preview(
+    store: Store, defaults: DefaultsProfile, policy: Any
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Which running VMIs ``policy`` would apply to, and which of those it takes over from
+    another policy (VMI, that policy)."""
+    vmis = typed_vmis(store)
+    before = inventory(store, defaults, *vmis)
+    others = [p for p in before.policies if p.name != policy.name]
+    after = Inventory.from_objects(
+        [
+            *before.hyperconverged,
+            *before.kubevirt,
+            *others,
+            policy,
+            *before.namespaces.values(),
+            *vmis,
+        ],
+        defaults,
+    )
+    old = {
+        w.ref: r.winner.name if r.winner else None
+        for w, r in before.resolve_all(before.workloads, Precedence.DOCUMENTED)
+    }
+    applies, takes = [], []
+    for w, r in after.resolve_all(after.workloads, Precedence.DOCUMENTED):
+        if r.winner is not None and r.winner.name == policy.name:
+            applies.append(w.ref)
+            previous = old.get(w.ref)
+            if previous and previous != policy.name:
+                takes.append((w.ref, previous))
+    return applies, takes
