@@ -154,6 +154,28 @@ def policy_from_form(
     return policy, errors
 
 
+def _form_echo(form: dict[str, Any]) -> dict[str, Any]:
+    """The policy form as typed, to show again next to its errors."""
+
+    def pairs(keys: str, values: str) -> list[tuple[str, str]]:
+        return [
+            (k, v) for k, v in zip(form.get(keys, []), form.get(values, []), strict=False) if k or v
+        ]
+
+    return {
+        "name": _one(form, "name"),
+        "ns_pairs": pairs("ns_key", "ns_value"),
+        "vm_pairs": pairs("vm_key", "vm_value"),
+        "bandwidth": _one(form, "bandwidth"),
+        "bandwidth_unit": _one(form, "bandwidth_unit"),
+        "completionTimeoutPerGiB": _one(form, "completionTimeoutPerGiB"),
+        **{
+            f: _one(form, f)
+            for f in ("allowAutoConverge", "allowPostCopy", "allowWorkloadDisruption")
+        },
+    }
+
+
 def _one(form: dict[str, Any], key: str) -> str:
     value = form.get(key) or [""]
     return str(value[0] if isinstance(value, list) else value)
@@ -485,7 +507,9 @@ def mount_console(
     async def save_policy(request: Request, name: str | None) -> Response:
         session, form = await posted(request)
         obj, errors = policy_from_form(form, name)
-        state = _form_state(obj)
+        state = _form_echo(form)
+        if name is not None:
+            state["name"] = name
         if not errors:
             try:
                 good = checked(KINDS["MigrationPolicy"], copy.deepcopy(obj))
