@@ -15,7 +15,7 @@ from livemig.api.vmi_status import VMIPhase, VMIStatus
 from livemig.errors import LivemigError
 from livemig.evacuation import DRAIN_TAINT, Resident
 from livemig.informer import key_of
-from livemig.scheduling import NodeView, Placement, memory_in_use
+from livemig.scheduling import NodeView, Placement, choose_node, memory_in_use
 
 
 def typed_vmi(raw: dict[str, Any]) -> VirtualMachineInstance | None:
@@ -137,3 +137,16 @@ def cordon_node(node: dict[str, Any], cordon: bool, drain: bool | None, key: str
     if not taints:
         spec.pop("taints")
     return (bool(spec.get("unschedulable")), list(spec.get("taints") or [])) != before
+
+
+def can_migrate_now(raw: dict[str, Any], nodes: Sequence[NodeView], network: str | None) -> bool:
+    """Whether another node could take this running VMI now (room, nodeSelector, the
+    dedicated migration network): ``get vmis -o wide``'s LIVE-MIGRATABLE."""
+    st = VMIStatus.of(raw)
+    vmi = typed_vmi(raw)
+    if st.phase is not VMIPhase.RUNNING or vmi is None:
+        return False
+    target, _ = choose_node(
+        nodes, vmi.spec.memory_bytes() or 0, vmi.spec.node_selector, st.node, network
+    )
+    return target is not None

@@ -123,6 +123,13 @@ def test_a_policy_made_in_the_form_applies_to_the_next_migration_whose_progress_
     assert any(0 < p < 100 for p in seen), seen  # the bar moved while it ran
     assert max(seen) == 100
 
+    # The VM's page explains the choice and shows where each setting comes from.
+    page.goto(cluster.url + "/ui/vms/default/shop-1")
+    assert "MigrationPolicy/shop-slow" in page.inner_text("[data-test=winner]")
+    bandwidth = page.inner_text("tr[data-setting='bandwidthPerMigration']")
+    assert "12Mi/s" in bandwidth and "MigrationPolicy/shop-slow" in bandwidth
+    assert page.locator("tr[data-phase='Succeeded']").count() == 1
+
 
 def _spans(migrations: list[dict[str, Any]]) -> list[tuple[datetime, datetime]]:
     out = []

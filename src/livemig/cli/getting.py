@@ -24,11 +24,11 @@ from livemig.api.status import node_ready, parse_timestamp
 from livemig.api.vmi_status import VMIPhase, VMIStatus
 from livemig.cli.jsonpath import render
 from livemig.client import ApiClient
-from livemig.clusterview import node_views, typed_vmi
+from livemig.clusterview import can_migrate_now, node_views
 from livemig.errors import LivemigError, NotFound, UsageError
 from livemig.inventory import Inventory
 from livemig.policy import effective_configuration
-from livemig.scheduling import NodeView, choose_node
+from livemig.scheduling import NodeView
 from livemig.server.selectors import parse_selector
 
 VMIM = "VirtualMachineInstanceMigration"
@@ -249,14 +249,7 @@ async def cluster_network(client: ApiClient) -> str | None:
 
 def _migratable(o: dict[str, Any], ctx: Context) -> str:
     """Whether another node could take the VMI now (room, nodeSelector, migration network)."""
-    st = VMIStatus.of(o)
-    vmi = typed_vmi(o)
-    if st.phase is not VMIPhase.RUNNING or vmi is None:
-        return "False"
-    target, _ = choose_node(
-        ctx.views, vmi.spec.memory_bytes() or 0, vmi.spec.node_selector, st.node, ctx.network
-    )
-    return str(target is not None)
+    return str(can_migrate_now(o, ctx.views, ctx.network))
 
 
 def _address(node: dict[str, Any] | None) -> str:

@@ -446,6 +446,35 @@ def mount_console(
             return message(str(exc), ok=False, status=409)
         return message(f"{node} uncordoned: pending evacuations are cancelled")
 
+    # --- virtual machines -------------------------------------------------------------------
+
+    @app.get("/ui/vms", include_in_schema=False)
+    async def vms_page(request: Request) -> Response:
+        session = session_of(request)
+        if session is None:
+            return login_redirect()
+        rows = await off(views.vm_rows, store, defaults)
+        objects, _ = await off(store.list, views.VMI, None)
+        return page("vms.html", session, "/ui/vms", "Virtual machines", rows=rows, objects=objects)
+
+    @app.get("/ui/vms/{namespace}/{name}", include_in_schema=False)
+    async def vm_page(namespace: str, name: str, request: Request) -> Response:
+        session = session_of(request)
+        if session is None:
+            return login_redirect()
+        try:
+            detail = await off(views.vm_detail, store, defaults, namespace, name, clock.wall())
+        except NotFound as exc:
+            html = render(
+                "error.html",
+                csrf=session.csrf,
+                active="/ui/vms",
+                title="Not found",
+                message=str(exc),
+            )
+            return HTMLResponse(html, 404)
+        return page("vm.html", session, "/ui/vms", f"{namespace}/{name}", d=detail)
+
     # --- policies -------------------------------------------------------------------------
 
     @app.get("/ui/policies", include_in_schema=False)

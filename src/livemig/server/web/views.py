@@ -13,7 +13,13 @@ from livemig.api.loading import validate
 from livemig.api.quantity import short_bytes
 from livemig.api.status import epoch_seconds, node_ready
 from livemig.api.vmi_status import VMIPhase, VMIStatus
-from livemig.clusterview import memory_used, node_networks
+from livemig.clusterview import (
+    can_migrate_now,
+    memory_used,
+    node_networks,
+    node_views,
+    typed_vmi,
+)
 from livemig.convergence import acceptable_completion_time
 from livemig.errors import LivemigError
 from livemig.inventory import Inventory
@@ -275,3 +281,94 @@ def policy_preview(
             if previous and previous != policy.name:
                 takes.append((w.ref, previous))
     return applies, takes
+
+
+@dataclass(frozen=True, slots=True)
+class VMRow:
+    namespace: str
+    name: str
+    phase: str
+    node: str
+    memory: str
+    labels: dict[str, str]
+    migratable: bool
+    policy: str
+
+
+def vm_rows(store: Store, defaults: DefaultsProfile) -> list[VMRow]:
+    nodes, _ = store.list("Node", None)
+    vmis, _ = store.list(VMI, None)
+    migrations, _ = store.list(VMIM, None)
+    inv = inventory(store, defaults, *typed_vmis(store))
+    network = effective_configuration(inv.cluster).network
+    winners = {
+        (w.namespace, w.name): (r.winner.name if r.winner else "")
+        for w, r in inv.resolve_all(inv.workloads, Precedence.DOCUMENTED)
+    }
+    nv = node_views(nodes, vmis, migrations)
+    rows = []
+    for raw in sorted(
+        vmis, key=lambda v: (v["metadata"].get("namespace", ""), v["metadata"]["name"])
+    ):
+        st = VMIStatus.of(raw)
+        vmi = typed_vmi(raw)
+        ns, name = str(raw["metadata"].get("namespace")), raw["metadata"]["name"]
+        rows.append(
+            VMRow(
+                ns,
+                name,
+                st.phase.value or "Pending",
+                st.node or "",
+                short_bytes(vmi.spec.memory_bytes() or 0) if vmi else "",
+                dict(raw["metadata"].get("labels") or {}),
+                can_migrate_now(raw, nv, network),
+                winners.get((ns, name), ""),
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class VMDetail:
+    raw: dict[str, Any]
+    row: VMRow
+    winner: str | None
+    reason: str
+    runner_up: str | None
+    other_rule: str | None
+    candidates: list[dict[str, Any]]
+    settings: list[tuple[str, str, str]]  # name, value, source
+    history: list[MigrationRow]
+
+
+def vm_detail(
+    store: Store, defaults: DefaultsProfile, namespace: str, name: str, now: float
+) -> VMDetail:
+    raw = store.get(VMI, namespace, name)
+    inv = inventory(store, defaults, *typed_vmis(store))
+    ((_, res),) = inv.resolve_all(inv.select([name], namespace), Precedence.DOCUMENTED)
+    conf = inv.configuration(res)
+    row = next(r for r in vm_rows(store, defaults) if (r.namespace, r.name) == (namespace, name))
+    history = [r for r in migration_rows(store, now) if (r.namespace, r.vmi) == (namespace, name)]
+    values = conf.as_dict()
+    return VMDetail(
+        raw,
+        row,
+        res.winner.name if res.winner else None,
+        res.reason,
+        res.runner_up.name if res.runner_up else None,
+        res.other_rule_winner,
+        [{"name": m.name, "score": m.score, "keys": ", ".join(m.matched_keys)} for m in res.ranked],
+        [(k, _setting_words(k, v), conf.sources.get(k, "")) for k, v in values.items()],
+        history,
+    )
+
+
+def _setting_words(name: str, value: Any) -> str:
+    if name == "bandwidthPerMigration":
+        return "0 (no limit)" if not value else f"{short_bytes(int(value))}/s"
+    if value is None:
+        return "(primary network)" if name == "network" else "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
