@@ -299,26 +299,28 @@ def mount_console(
 
     # --- live views ------------------------------------------------------------------------
 
-    def overview_fragment() -> str:
-        nodes, _ = store.list("Node", None)
-        return render("_overview.html", view=views.overview(store, defaults), nodes=nodes)
+    def overview_fragment() -> tuple[str, dict[str, str] | None]:
+        return render("_overview.html", view=views.overview(store, defaults)), None
 
-    def migrations_fragment() -> str:
-        objects, _ = store.list(views.VMIM, None)
-        return render(
-            "_migrations.html", rows=views.migration_rows(store, clock.wall()), objects=objects
-        )
+    def migrations_fragment() -> tuple[str, dict[str, str] | None]:
+        rows = views.migration_rows(store, clock.wall())
+        row = env.get_template("_migration_row.html")
+        pieces = {f"{m.namespace}/{m.name}": row.render(m=m, oob=True) for m in rows}
+        html = render("_migrations.html", rows=rows, yaml_url=f"/ui/yaml/{views.VMIM}")
+        return html, pieces
 
-    fragments = {"overview": overview_fragment, "migrations": migrations_fragment}
+    fragments: dict[str, Callable[[], tuple[str, dict[str, str] | None]]] = {
+        "overview": overview_fragment,
+        "migrations": migrations_fragment,
+    }
 
     @app.get("/ui/", include_in_schema=False)
     async def overview_page(request: Request) -> Response:
         session = session_of(request)
         if session is None:
             return login_redirect()
-        nodes, _ = await off(store.list, "Node", None)
         view = await off(views.overview, store, defaults)
-        return page("overview.html", session, "/ui/", "Overview", view=view, nodes=nodes)
+        return page("overview.html", session, "/ui/", "Overview", view=view)
 
     @app.get("/ui/stream/{name}", include_in_schema=False)
     async def stream(name: str, request: Request) -> Response:
@@ -333,22 +335,41 @@ def mount_console(
             headers={"Cache-Control": "no-store"},
         )
 
-    async def _live(name: str, fragment: Callable[[], str]) -> AsyncIterator[bytes]:
+    async def _live(
+        name: str, fragment: Callable[[], tuple[str, dict[str, str] | None]]
+    ) -> AsyncIterator[bytes]:
+        """Server-sent events for one live view: the whole fragment when its set of rows
+        changes, else only the rows that changed (out-of-band swaps, so a page of 200
+        migrations is not rebuilt for one migration's figures)."""
         changed = asyncio.Event()
 
         async def pump() -> None:
             async for _ in store.watch(await off(store.revision)):
                 changed.set()
 
+        def event(kind: str, html: str) -> bytes:
+            data = "".join(f"data: {line}\n" for line in html.splitlines())
+            return f"event: {kind}\n{data}\n".encode()
+
         watcher = asyncio.create_task(pump())
-        last = None
+        last_html: str | None = None
+        last_pieces: dict[str, str] | None = None
         try:
             while True:
-                html = await off(fragment)
-                if html != last:
-                    last = html
-                    data = "".join(f"data: {line}\n" for line in html.splitlines())
-                    yield f"event: {name}\n{data}\n".encode()
+                html, pieces = await off(fragment)
+                same_rows = (
+                    pieces is not None
+                    and last_pieces is not None
+                    and pieces.keys() == last_pieces.keys()
+                )
+                if same_rows:
+                    assert pieces is not None and last_pieces is not None
+                    news = [v for k, v in pieces.items() if last_pieces.get(k) != v]
+                    if news:
+                        yield event("rows", "\n".join(news))
+                elif html != last_html:
+                    yield event(name, html)
+                last_html, last_pieces = html, pieces
                 with contextlib.suppress(TimeoutError):
                     await clock.wait_for(changed.wait(), REFRESH)
                 changed.clear()
@@ -366,7 +387,6 @@ def mount_console(
         if session is None:
             return login_redirect()
         rows = await off(views.migration_rows, store, clock.wall())
-        objects, _ = await off(store.list, views.VMIM, None)
         nodes, _ = await off(store.list, "Node", None)
         return page(
             "migrations.html",
@@ -374,7 +394,7 @@ def mount_console(
             "/ui/migrations",
             "Migrations",
             rows=rows,
-            objects=objects,
+            yaml_url=f"/ui/yaml/{views.VMIM}",
             vmis=await off(views.running_vmis, store),
             nodes=sorted(n["metadata"]["name"] for n in nodes),
         )
@@ -446,6 +466,32 @@ def mount_console(
             return message(str(exc), ok=False, status=409)
         return message(f"{node} uncordoned: pending evacuations are cancelled")
 
+    # --- YAML tabs ----------------------------------------------------------------------------
+
+    @app.get("/ui/yaml/{kind}", include_in_schema=False)
+    async def yaml_of_kind(kind: str, request: Request) -> Response:
+        """Every object of a kind as the API holds it (a YAML tab, fetched when opened)."""
+        if session_of(request) is None:
+            return Response("log in first", status_code=401)
+        if kind not in KINDS:
+            return Response(f"no kind {kind!r}", status_code=404)
+        items, _ = await off(store.list, kind, None)
+        text = "---\n".join(yaml.safe_dump(o, sort_keys=False) for o in items) or "(none)"
+        return HTMLResponse(env.filters["escape"](text))
+
+    @app.get("/ui/yaml/{kind}/{namespace}/{name}", include_in_schema=False)
+    async def yaml_of_object(kind: str, namespace: str, name: str, request: Request) -> Response:
+        if session_of(request) is None:
+            return Response("log in first", status_code=401)
+        if kind not in KINDS:
+            return Response(f"no kind {kind!r}", status_code=404)
+        ns = "" if namespace == "-" or not KINDS[kind].NAMESPACED else namespace
+        try:
+            obj = await off(store.get, kind, ns, name)
+        except NotFound as exc:
+            return Response(str(exc), status_code=404)
+        return HTMLResponse(env.filters["escape"](yaml.safe_dump(obj, sort_keys=False)))
+
     # --- virtual machines -------------------------------------------------------------------
 
     @app.get("/ui/vms", include_in_schema=False)
@@ -454,8 +500,7 @@ def mount_console(
         if session is None:
             return login_redirect()
         rows = await off(views.vm_rows, store, defaults)
-        objects, _ = await off(store.list, views.VMI, None)
-        return page("vms.html", session, "/ui/vms", "Virtual machines", rows=rows, objects=objects)
+        return page("vms.html", session, "/ui/vms", "Virtual machines", rows=rows)
 
     @app.get("/ui/vms/{namespace}/{name}", include_in_schema=False)
     async def vm_page(namespace: str, name: str, request: Request) -> Response:
@@ -482,16 +527,8 @@ def mount_console(
         session = session_of(request)
         if session is None:
             return login_redirect()
-        objects, _ = await off(store.list, "MigrationPolicy", None)
         rows = await off(views.policy_rows, store, defaults)
-        return page(
-            "policies.html",
-            session,
-            "/ui/policies",
-            "MigrationPolicies",
-            policies=rows,
-            objects=objects,
-        )
+        return page("policies.html", session, "/ui/policies", "MigrationPolicies", policies=rows)
 
     def policy_form_page(
         session: Session,
@@ -674,7 +711,11 @@ def mount_console(
             findings=findings,
             advice_error=None,
             source=f"{obj['kind']}/{meta.get('namespace')}/{meta['name']}",
-            objects=[obj] if meta.get("resourceVersion") else [],
+            yaml_url=(
+                f"/ui/yaml/{obj['kind']}/{meta.get('namespace') or '-'}/{meta['name']}"
+                if meta.get("resourceVersion")
+                else None
+            ),
         )
         return HTMLResponse(html, status)
 

@@ -169,8 +169,12 @@ def migration_rows(store: Store, now: float) -> list[MigrationRow]:
         elapsed = (ended or now) - started if started is not None else None
         acceptable = None
         if st.configuration:
-            config = MigrationConfiguration.from_dict(dict(st.configuration))
-            acceptable = acceptable_completion_time(config, f.total or st.memory_bytes) or None
+            try:
+                config = MigrationConfiguration.from_dict(dict(st.configuration))
+            except (KeyError, TypeError, ValueError):
+                config = None  # written by hand or by another version: show the rest anyway
+            if config is not None:
+                acceptable = acceptable_completion_time(config, f.total or st.memory_bytes) or None
         rows.append(
             MigrationRow(
                 m.namespace,
