@@ -395,6 +395,7 @@ def mount_console(
             "Migrations",
             rows=rows,
             yaml_url=f"/ui/yaml/{views.VMIM}",
+            node_rows=(await off(views.overview, store, defaults)).nodes,
             vmis=await off(views.running_vmis, store),
             nodes=sorted(n["metadata"]["name"] for n in nodes),
         )
