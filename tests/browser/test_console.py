@@ -174,6 +174,9 @@ def test_the_settings_form_steers_the_next_drain(page: Any, cluster: Cluster) ->
         return bool(((n.get("status") or {}).get("drain") or {}).get("completionTimestamp"))
 
     wait(f"{node} drained", drained, 120)
+    # The overview was not reloaded: the live stream brought the drain's end to it.
+    page.locator(f"tr[data-node='{node}']", has_text="drained").wait_for(timeout=10_000)
+    assert "SchedulingDisabled" in page.inner_text(f"tr[data-node='{node}']")
     migrations = [
         m
         for m in cluster.get("VirtualMachineInstanceMigration")["items"]
