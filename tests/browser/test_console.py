@@ -4,13 +4,12 @@ the settings form steering the next drain, and requests without session or CSRF 
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import httpx
 
 from livemig.api.builders import make_test_guest_vm
-from livemig.api.status import parse_timestamp
+from tests.e2e.test_cluster import intervals, max_overlap
 
 from .conftest import Cluster, requires_browser, wait
 
@@ -131,26 +130,6 @@ def test_a_policy_made_in_the_form_applies_to_the_next_migration_whose_progress_
     assert page.locator("tr[data-phase='Succeeded']").count() == 1
 
 
-def _spans(migrations: list[dict[str, Any]]) -> list[tuple[datetime, datetime]]:
-    out = []
-    for m in migrations:
-        times = {
-            t["phase"]: parse_timestamp(t["phaseTransitionTimestamp"])
-            for t in m["status"]["phaseTransitionTimestamps"]
-        }
-        out.append((times["Scheduling"], times[m["status"]["phase"]]))
-    return out
-
-
-def _max_overlap(spans: list[tuple[datetime, datetime]]) -> int:
-    edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
-    best = now = 0
-    for _, d in edges:
-        now += d
-        best = max(best, now)
-    return best
-
-
 def test_the_settings_form_steers_the_next_drain(page: Any, cluster: Cluster) -> None:
     names = [f"pod-{i}" for i in range(3)]
     start_vms(cluster, [make_test_guest_vm(n, working_set="48Mi") for n in names])
@@ -184,7 +163,7 @@ def test_the_settings_form_steers_the_next_drain(page: Any, cluster: Cluster) ->
     ]
     assert len(migrations) >= 2
     assert all(m["status"]["phase"] == "Succeeded" for m in migrations)
-    assert _max_overlap(_spans(migrations)) == 1  # one at a time: the form's value
+    assert max_overlap([intervals(m) for m in migrations]) == 1  # one at a time: the form's value
 
     # Reset to default removes the key (the document: removing a key restores the default).
     page.goto(cluster.url + "/ui/settings")
