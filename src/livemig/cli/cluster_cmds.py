@@ -315,6 +315,10 @@ def register(app: typer.Typer) -> None:
                         markup=False,
                     )
             out.print(
+                f"Web console: {cluster.url}/ (log in with the token in {folder / 'token'})",
+                markup=False,
+            )
+            out.print(
                 "Try: livemig apply -f VM.yaml; livemig get vmis; livemig migrate VMI "
                 "--wait. Ctrl-C stops the cluster."
             )
@@ -349,7 +353,11 @@ def register(app: typer.Typer) -> None:
             token = ensure_token(folder)
             running = await start_server(store, token, host, port, defaults=defaults)
             (folder / "endpoint.json").write_text(json.dumps({"url": running.url}))
-            out.print(f"livemig server on {running.url}; token in {folder / 'token'}")
+            out.print(
+                f"livemig server on {running.url} (web console at {running.url}/); "
+                f"token in {folder / 'token'}",
+                markup=False,
+            )
             tasks = []
             client = ApiClient(running.url, token)
             if not no_controller:
