@@ -125,6 +125,7 @@ def test_the_settings_form_shows_lint_advice_and_resets_a_key_to_its_default(
                 "parallelOutboundMigrationsPerNode": "",
                 "progressTimeout": "0",
                 "allowPostCopy": "",
+                "network": "migration-network",
                 "reset": ["parallelMigrationsPerCluster"],
             }
             seen["advice"] = await http.post("/ui/settings/advice", data=form)
@@ -143,6 +144,7 @@ def test_the_settings_form_shows_lint_advice_and_resets_a_key_to_its_default(
     assert seen["saved"].status_code == 303
     assert "parallelMigrationsPerCluster" not in seen["config"]  # reset: back to the default
     assert seen["config"]["completionTimeoutPerGiB"] == 1
+    assert seen["config"]["network"] == "migration-network"
     assert seen["bad"].status_code == 422
     assert 'data-error="parallelMigrationsPerCluster"' in seen["bad"].text
     assert seen["after_bad"] == seen["config"]  # nothing half-applied

@@ -78,6 +78,11 @@ SETTING_FIELDS = (
     ),
     SettingField("progressTimeout", "seconds without progress before a cancel", integer=True),
     SettingField("allowPostCopy", "switch to post-copy at the completion timeout", boolean=True),
+    SettingField(
+        "network",
+        "a dedicated migration network's name (nodes report theirs with --network); "
+        "empty: the primary network",
+    ),
 )
 
 
@@ -788,6 +793,8 @@ def mount_console(
 def _default_words(name: str, value: Any) -> str:
     if name == "bandwidthPerMigration":
         return "0 (no limit)" if not value else str(value)
+    if name == "network":
+        return value or "(primary network)"
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
