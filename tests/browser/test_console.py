@@ -113,8 +113,10 @@ def test_a_policy_made_in_the_form_applies_to_the_next_migration_whose_progress_
     def done() -> bool:
         if row.count() == 0:
             return False
-        seen.add(int(row.get_attribute("data-percent") or 0))
-        return row.get_attribute("data-phase") == "Succeeded"
+        # One read of both: a live update may replace the row between two reads.
+        percent, phase = row.evaluate("r => [r.dataset.percent, r.dataset.phase]")
+        seen.add(int(percent or 0))
+        return bool(phase == "Succeeded")
 
     wait("the migration to succeed on the page", done, 90, every=0.1)
     assert row.get_attribute("data-policy") == "shop-slow"
