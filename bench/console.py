@@ -100,7 +100,7 @@ async def run(n: int, seconds: float, writes: float) -> None:
         renders = []
         for _ in range(5):
             t0 = time.perf_counter()
-            rows = migration_rows(store, time.time())
+            migration_rows(store, time.time())
             renders.append((time.perf_counter() - t0) * 1000)
         server = await start_server(store, "bench-token")
         try:
@@ -155,7 +155,6 @@ async def run(n: int, seconds: float, writes: float) -> None:
         finally:
             await server.stop()
             store.close()
-        fragment = len(rows)
         emit("migrations", n, "count")
         emit("page_load", round(load, 1), "ms", "< 1000")
         emit("page_size", round(size / 1024, 1), "KiB")
@@ -167,7 +166,6 @@ async def run(n: int, seconds: float, writes: float) -> None:
         emit("long_tasks", len(longs), "count")
         emit("long_task_max", round(max(longs or [0]), 1), "ms")
         emit("cancel_click_answered", round(click, 1), "ms")
-        _ = fragment
 
 
 def main() -> None:

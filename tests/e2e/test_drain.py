@@ -190,7 +190,7 @@ async def _retry_shutdown_and_uncordon(folder: Path) -> dict[str, Any]:
                 parallelOutboundMigrationsPerNode=1,
             )
         )
-        first, second = nodes = cluster.node_names
+        first, _ = nodes = cluster.node_names
         await label(client, first, {"disk": "nvme"})
         heavy = vm("heavy", rate="64Mi", ws="96Mi")
         maybe = vm("maybe")
@@ -237,7 +237,6 @@ async def _retry_shutdown_and_uncordon(folder: Path) -> dict[str, Any]:
         seen["node"] = await node(client, first)
         events, _ = await client.list("Event")
         seen["events"] = [(e["reason"], e["involvedObject"]["name"], e["message"]) for e in events]
-        _ = second
     return seen
 
 
