@@ -4,17 +4,19 @@ them, the VMIs on a node being drained, and a node's drain request. The controll
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from livemig.api.lifecycle import MigrationObject
 from livemig.api.loading import validate
-from livemig.api.models import VirtualMachineInstance
+from livemig.api.models import Resource, VirtualMachineInstance
 from livemig.api.status import node_ready
 from livemig.api.vmi_status import VMIPhase, VMIStatus
 from livemig.errors import LivemigError
 from livemig.evacuation import DRAIN_TAINT, Resident
 from livemig.informer import key_of
+from livemig.inventory import Inventory
+from livemig.policy import DefaultsProfile
 from livemig.scheduling import NodeView, Placement, choose_node, memory_in_use
 
 
@@ -25,6 +27,27 @@ def typed_vmi(raw: dict[str, Any]) -> VirtualMachineInstance | None:
     except LivemigError:
         return None
     return vmi if isinstance(vmi, VirtualMachineInstance) else None
+
+
+def valid_objects(raws: Iterable[dict[str, Any]]) -> list[Resource]:
+    """The objects that validate; the others are left out (the controller reports them on
+    themselves)."""
+    out = []
+    for raw in raws:
+        try:
+            out.append(validate(raw))
+        except LivemigError:
+            continue
+    return out
+
+
+def inventory_of(
+    raws: Iterable[dict[str, Any]],
+    defaults: DefaultsProfile = DefaultsProfile.DOCUMENT,
+    more: Sequence[Resource] = (),
+) -> Inventory:
+    """Cluster settings, policies, namespaces… from stored objects, for the pure rules."""
+    return Inventory.from_objects([*valid_objects(raws), *more], defaults)
 
 
 def memory_of(raw: dict[str, Any]) -> int:

@@ -26,6 +26,28 @@ def epoch_seconds(stamp: object) -> float | None:
         return None
 
 
+def age(stamp: object, now: float) -> str:
+    """How long ago ``stamp`` was, as kubectl says it: 45s, 5m12s, 27m, 3h5m, 26h, 12d
+    (``<unknown>`` for no readable time); ``now`` in Unix seconds."""
+    then = epoch_seconds(stamp)
+    if then is None:
+        return "<unknown>"
+    seconds = max(int(now - then), 0)
+    if seconds < 120:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = minutes // 60
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m"
+    if hours < 48:
+        return f"{hours}h"
+    return f"{hours // 24}d"
+
+
 def condition(
     status: dict[str, Any], kind: str, value: str, reason: str, message: str
 ) -> dict[str, Any]:

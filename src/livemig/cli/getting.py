@@ -10,22 +10,22 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
 import yaml
 
 from livemig.api.lifecycle import Figures, MigrationStatus
-from livemig.api.loading import validate
 from livemig.api.models import KINDS, Resource, resolve_kind
 from livemig.api.quantity import human_bytes
-from livemig.api.status import node_ready, parse_timestamp
+from livemig.api.status import age as age_of
+from livemig.api.status import node_ready
 from livemig.api.vmi_status import VMIPhase, VMIStatus
 from livemig.cli.jsonpath import render
 from livemig.client import ApiClient
-from livemig.clusterview import can_migrate_now, node_views
-from livemig.errors import LivemigError, NotFound, UsageError
+from livemig.clock import RealClock
+from livemig.clusterview import can_migrate_now, inventory_of, node_views
+from livemig.errors import NotFound, UsageError
 from livemig.inventory import Inventory
 from livemig.policy import effective_configuration
 from livemig.scheduling import NodeView
@@ -136,29 +136,9 @@ def _sorted(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # --- ages and tables ------------------------------------------------------------------------
 
 
-def age(stamp: object, now: datetime | None = None) -> str:
-    """kubectl's ages: 45s, 5m12s, 27m, 3h5m, 26h, 12d."""
-    if not stamp:
-        return "<unknown>"
-    try:
-        then = parse_timestamp(str(stamp))
-    except ValueError:
-        return "<unknown>"
-    seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
-    seconds = max(seconds, 0)
-    if seconds < 120:
-        return f"{seconds}s"
-    minutes = seconds // 60
-    if minutes < 10:
-        return f"{minutes}m{seconds % 60}s"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = minutes // 60
-    if hours < 8:
-        return f"{hours}h{minutes % 60}m"
-    if hours < 48:
-        return f"{hours}h"
-    return f"{hours // 24}d"
+def age(stamp: object) -> str:
+    """kubectl's age of ``stamp``, from now."""
+    return age_of(stamp, RealClock().wall())
 
 
 #: Column widths a watch starts with, so that later rows (PreparingTarget after Pending) stay
@@ -235,16 +215,17 @@ class Context:
         return node_views(list(self.nodes.values()), self.vmis, self.migrations)
 
 
-async def cluster_network(client: ApiClient) -> str | None:
-    """The cluster's liveMigrationConfig.network (None: the primary network)."""
+async def cluster_inventory(client: ApiClient) -> Inventory:
+    """The cluster's settings objects (HyperConverged, KubeVirt) as the rules read them."""
     objs = []
     for kind in ("HyperConverged", "KubeVirt"):
-        for raw in (await client.list(kind))[0]:
-            try:
-                objs.append(validate(raw))
-            except LivemigError:
-                continue
-    return effective_configuration(Inventory.from_objects(objs).cluster).network
+        objs += (await client.list(kind))[0]
+    return inventory_of(objs)
+
+
+async def cluster_network(client: ApiClient) -> str | None:
+    """The cluster's liveMigrationConfig.network (None: the primary network)."""
+    return effective_configuration((await cluster_inventory(client)).cluster).network
 
 
 def _migratable(o: dict[str, Any], ctx: Context) -> str:

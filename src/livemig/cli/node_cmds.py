@@ -31,12 +31,11 @@ from livemig.cli.cluster_cmds import (
     out,
     run_async,
 )
+from livemig.cli.getting import cluster_inventory
 from livemig.client import ApiClient
 from livemig.clock import RealClock
 from livemig.clusterview import cordon_node, drain_key, drain_taint, node_views, residents
-from livemig.errors import LivemigError
-from livemig.evacuation import DRAIN_TAINT, Plan, Step, plan
-from livemig.inventory import Inventory
+from livemig.evacuation import Plan, Step, plan
 from livemig.policy import effective_configuration
 
 VMIM = "VirtualMachineInstanceMigration"
@@ -70,7 +69,7 @@ def _elapsed(seconds: float) -> str:
 async def set_node(client: ApiClient, node: str, cordon: bool, drain: bool | None) -> bool:
     """Cordon/uncordon ``node``; add (True) or remove (False) the drain taint. True if anything
     changed."""
-    key = _taint_key(*(await _cluster_objects(client)))
+    key = await _taint_key(client)
     changed = False
 
     def change(o: dict[str, Any]) -> dict[str, Any] | None:
@@ -82,25 +81,9 @@ async def set_node(client: ApiClient, node: str, cordon: bool, drain: bool | Non
     return changed
 
 
-def _taint_key(hco: list[dict[str, Any]], kv: list[dict[str, Any]]) -> str:
+async def _taint_key(client: ApiClient) -> str:
     """The drain taint key the cluster uses (KubeVirt's nodeDrainTaintKey, else the default)."""
-    try:
-        inventory = Inventory.from_objects(_valid([*hco, *kv]))
-    except LivemigError:
-        return DRAIN_TAINT
-    return drain_key(inventory.cluster.settings)
-
-
-def _valid(objs: list[dict[str, Any]]) -> list[Any]:
-    from livemig.api.loading import validate
-
-    out_ = []
-    for o in objs:
-        try:
-            out_.append(validate(o))
-        except LivemigError:
-            continue
-    return out_
+    return drain_key((await cluster_inventory(client)).cluster.settings)
 
 
 async def drain_plan(client: ApiClient, node: str) -> tuple[Plan, dict[str, Any]]:
@@ -109,8 +92,7 @@ async def drain_plan(client: ApiClient, node: str) -> tuple[Plan, dict[str, Any]
     nodes, _ = await client.list("Node")
     vmis, _ = await client.list(VMI)
     migrations, _ = await client.list(VMIM)
-    hco, kv = await _cluster_objects(client)
-    inventory = Inventory.from_objects(_valid([*hco, *kv]))
+    inventory = await cluster_inventory(client)
     views = node_views(nodes, vmis, migrations)
     now = RealClock().wall()
     started = _drain_started(raw) or now
@@ -341,7 +323,7 @@ def register_nodes(app: typer.Typer) -> None:
             async with connect(server, token, state) as client:
                 raw = await client.get("Node", node)
                 draining = bool((raw.get("status") or {}).get("drain")) or bool(
-                    drain_taint(raw, _taint_key(*(await _cluster_objects(client))))
+                    drain_taint(raw, await _taint_key(client))
                 )
                 changed = await set_node(client, node, cordon=False, drain=False)
                 out.print(f"node/{node} {'uncordoned' if changed else 'already uncordoned'}")
@@ -452,9 +434,3 @@ def register_nodes(app: typer.Typer) -> None:
 
         if not run_async(main()):
             raise typer.Exit(1)
-
-
-async def _cluster_objects(client: ApiClient) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    hco, _ = await client.list("HyperConverged")
-    kv, _ = await client.list("KubeVirt")
-    return hco, kv

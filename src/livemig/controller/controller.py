@@ -41,7 +41,12 @@ from livemig.events import EventRecorder
 from livemig.informer import LIFECYCLE, Informer, key_of, reconcile_forever
 from livemig.inventory import Inventory
 from livemig.perobject import PerObject
-from livemig.policy import DefaultsProfile, Precedence, effective_configuration
+from livemig.policy import (
+    DefaultsProfile,
+    MigrationConfiguration,
+    Precedence,
+    effective_configuration,
+)
 from livemig.scheduling import (
     MigrationView,
     NodeView,
@@ -144,14 +149,11 @@ class Controller:
         nodes = await self._node_health(objs["Node"], objs[VMIM], objs[VMI])
         await self._place_vmis(objs[VMI], nodes)
         cluster = (await self._inventory(objs)).cluster
+        limits = effective_configuration(cluster)
         await self.drains.reconcile(
-            objs,
-            nodes,
-            drain_key(cluster.settings),
-            cluster.eviction_strategy,
-            effective_configuration(cluster).network,
+            objs, nodes, drain_key(cluster.settings), cluster.eviction_strategy, limits.network
         )
-        await self._migrations(objs, nodes)
+        await self._migrations(objs, nodes, limits)
         await self._collect_garbage(objs[VMIM])
         await self._expire_events()
 
@@ -431,8 +433,12 @@ class Controller:
     # --- migrations ------------------------------------------------------------------------
 
     async def _migrations(
-        self, objs: dict[str, list[dict[str, Any]]], nodes: list[NodeView]
+        self,
+        objs: dict[str, list[dict[str, Any]]],
+        nodes: list[NodeView],
+        limits: MigrationConfiguration,
     ) -> None:
+        """Admit and schedule under the cluster's ``limits`` (its effective configuration)."""
         vmis = {key_of(v): v for v in objs[VMI]}
         views: list[MigrationView] = []
         for raw in objs[VMIM]:
@@ -442,7 +448,6 @@ class Controller:
                 "FailedMigration",
                 partial(self._view_migration, raw, vmis, views),
             )
-        limits = effective_configuration((await self._inventory(objs)).cluster)
         by_key = {f"{key_of(r)[0]}/{key_of(r)[1]}": r for r in objs[VMIM]}
         for view in admit(
             views,

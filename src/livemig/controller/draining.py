@@ -117,6 +117,11 @@ class Drains:
         network: str | None = None,
     ) -> None:
         migrations = [MigrationObject.of(raw) for raw in objs[VMIM]]
+        # Unfinished evacuations by the node they empty: what an uncordon cancels.
+        pending: dict[str, list[MigrationObject]] = {}
+        for m in migrations:
+            if m.evacuating and m.status.is_active and m.status.phase is not Phase.RUNNING:
+                pending.setdefault(m.evacuating, []).append(m)
         for raw in objs["Node"]:
             taint = drain_taint(raw, taint_key)
             if taint is not None:
@@ -131,7 +136,7 @@ class Drains:
                     network,
                 )
             else:
-                work = partial(self._not_draining, raw, migrations)
+                work = partial(self._not_draining, raw, pending.get(raw["metadata"]["name"], []))
             await self.each.run("Node", raw, "DrainFailed", work)
 
     async def _drain(
@@ -231,16 +236,12 @@ class Drains:
                 f"no VMI left on {name}: {progress.migrated} migrated",
             )
 
-    async def _not_draining(self, raw: dict[str, Any], migrations: list[MigrationObject]) -> None:
-        """No drain (any more): cancel this node's evacuations that have not begun moving
-        memory, and close the drain's record."""
+    async def _not_draining(self, raw: dict[str, Any], pending: list[MigrationObject]) -> None:
+        """No drain (any more): cancel this node's ``pending`` evacuations (those that have not
+        begun moving memory: a Running one finishes), and close the drain's record."""
         name = raw["metadata"]["name"]
         cancelled = 0
-        for m in migrations:
-            if m.evacuating != name or not m.status.is_active:
-                continue
-            if m.status.phase is Phase.RUNNING:
-                continue  # moving memory already: let it finish
+        for m in pending:
             try:
                 await self.client.delete(VMIM, m.name, m.namespace)
                 cancelled += 1

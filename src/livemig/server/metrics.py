@@ -37,16 +37,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from livemig.api.lifecycle import MigrationObject, MigrationStatus, Phase
-from livemig.api.loading import validate
 from livemig.api.models import EvictionStrategy
 from livemig.api.status import epoch_seconds
 from livemig.api.vmi_status import VMIPhase, VMIStatus
-from livemig.clusterview import node_views, typed_vmi
-from livemig.errors import LivemigError
+from livemig.clusterview import can_migrate_now, inventory_of, node_views, typed_vmi
 from livemig.evacuation import strategy_of
 from livemig.inventory import Inventory
 from livemig.policy import DefaultsProfile, effective_configuration
-from livemig.scheduling import choose_node
 from livemig.store import Store
 
 VMIM = "VirtualMachineInstanceMigration"
@@ -132,13 +129,8 @@ class ClusterCollector(Collector):
     def _inventory(self) -> Inventory:
         objs = []
         for kind in ("HyperConverged", "KubeVirt"):
-            items, _ = self.store.list(kind, None)
-            for raw in items:
-                try:
-                    objs.append(validate(raw))
-                except LivemigError:
-                    continue
-        return Inventory.from_objects(objs, self.defaults)
+            objs += self.store.list(kind, None)[0]
+        return inventory_of(objs, self.defaults)
 
 
 def _labels(m: MigrationObject) -> list[str]:
@@ -278,17 +270,14 @@ def _non_evictable(
         st = VMIStatus.of(raw)
         if st.phase is not VMIPhase.RUNNING or st.node is None:
             continue
-        vmi = typed_vmi(raw)
-        if vmi is None:
-            continue
         ns, name = str(raw["metadata"].get("namespace")), str(raw["metadata"]["name"])
-        strategy, _ = strategy_of(vmi.spec.eviction_strategy, cluster)
-        stuck = False
-        if strategy is EvictionStrategy.LIVE_MIGRATE and (ns, name) not in moving:
-            target, _ = choose_node(
-                views, vmi.spec.memory_bytes() or 0, vmi.spec.node_selector, st.node, network
-            )
-            stuck = target is None
+        vmi = typed_vmi(raw)
+        strategy, _ = strategy_of(vmi.spec.eviction_strategy if vmi else None, cluster)
+        stuck = (
+            strategy is EvictionStrategy.LIVE_MIGRATE
+            and (ns, name) not in moving
+            and not can_migrate_now(raw, views, network)
+        )
         g.add_metric([name, ns, st.node], 1.0 if stuck else 0.0)
     yield g
 

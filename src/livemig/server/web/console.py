@@ -27,7 +27,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from livemig.api.builders import migration_request
 from livemig.api.loading import validate
 from livemig.api.models import KINDS
-from livemig.api.status import epoch_seconds, timestamp
+from livemig.api.status import age, timestamp
 from livemig.clock import Clock
 from livemig.clusterview import cordon_node, drain_key
 from livemig.errors import CancelRefused, Conflict, LivemigError, LoadError, NotFound
@@ -45,18 +45,6 @@ REFRESH = 2.0
 #: Seconds a burst of writes is given to settle before a live view is rendered again.
 SETTLE = 0.25
 HCO_NAMESPACE, HCO_NAME = "openshift-cnv", "kubevirt-hyperconverged"
-
-
-def age(stamp: object, now: float) -> str:
-    seconds = epoch_seconds(stamp)
-    if seconds is None:
-        return ""
-    s = max(int(now - seconds), 0)
-    if s < 120:
-        return f"{s}s"
-    if s < 7200:
-        return f"{s // 60}m"
-    return f"{s // 3600}h"
 
 
 @dataclass(frozen=True, slots=True)

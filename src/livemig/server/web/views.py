@@ -9,19 +9,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from livemig.api.lifecycle import Figures, MigrationObject, Phase
-from livemig.api.loading import validate
 from livemig.api.quantity import short_bytes
 from livemig.api.status import epoch_seconds, node_ready
 from livemig.api.vmi_status import VMIPhase, VMIStatus
 from livemig.clusterview import (
     can_migrate_now,
+    inventory_of,
     memory_used,
     node_networks,
     node_views,
     typed_vmi,
+    valid_objects,
 )
 from livemig.convergence import acceptable_completion_time
-from livemig.errors import LivemigError
 from livemig.inventory import Inventory
 from livemig.policy import (
     DefaultsProfile,
@@ -40,12 +40,8 @@ def inventory(store: Store, defaults: DefaultsProfile, *more: Any) -> Inventory:
     left out, as the controller leaves them out), plus ``more``."""
     objs = []
     for kind in ("HyperConverged", "KubeVirt", "MigrationPolicy", "Namespace"):
-        for raw in store.list(kind, None)[0]:
-            try:
-                objs.append(validate(raw))
-            except LivemigError:
-                continue
-    return Inventory.from_objects([*objs, *more], defaults)
+        objs += store.list(kind, None)[0]
+    return inventory_of(objs, defaults, more)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,12 +195,9 @@ def migration_rows(store: Store, now: float) -> list[MigrationRow]:
                 m.created,
             )
         )
-    # Unfinished first, newest first within each.
-    return sorted(rows, key=lambda r: (r.finished, _negate(r.created)))
-
-
-def _negate(stamp: str) -> tuple[int, ...]:
-    return tuple(-ord(c) for c in stamp)
+    # Unfinished first, newest first within each (two stable sorts).
+    rows.sort(key=lambda r: r.created, reverse=True)
+    return sorted(rows, key=lambda r: r.finished)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,13 +238,7 @@ def policy_rows(store: Store, defaults: DefaultsProfile) -> list[dict[str, Any]]
 
 
 def typed_vmis(store: Store) -> Sequence[Any]:
-    out = []
-    for raw in store.list(VMI, None)[0]:
-        try:
-            out.append(validate(raw))
-        except LivemigError:
-            continue
-    return out
+    return valid_objects(store.list(VMI, None)[0])
 
 
 def policy_preview(
