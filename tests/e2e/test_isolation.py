@@ -37,6 +37,16 @@ pytestmark = [
 ]
 
 
+async def running_on(client: Any, name: str) -> str | None:
+    """The node the VMI ``name`` (namespace default) runs on, once it runs."""
+    items, _ = await client.list("VirtualMachineInstance", "default")
+    for v in items:
+        st = v.get("status") or {}
+        if v["metadata"]["name"] == name and st.get("phase") == "Running":
+            return str(st.get("nodeName"))
+    return None
+
+
 def sent(cluster: LocalCluster, node: str) -> dict[str, int]:
     """Bytes the node has sent on each of its links (what the host-side end received)."""
     assert cluster.layout is not None
@@ -71,13 +81,8 @@ async def _isolated(folder: Path) -> dict[str, Any]:
         }
         await client.create(vm("big", ws="64Mi"))
 
-        async def where() -> str | None:
-            items, _ = await client.list("VirtualMachineInstance", "default")
-            for v in items:
-                st = v.get("status") or {}
-                if v["metadata"]["name"] == "big" and st.get("phase") == "Running":
-                    return str(st.get("nodeName"))
-            return None
+        def where() -> Any:
+            return running_on(client, "big")
 
         source = await wait_until("the VM running", where, 60)
         await asyncio.sleep(1.0)  # let the guest write its working set
@@ -164,13 +169,8 @@ async def _link_down_in_post_copy(folder: Path) -> dict[str, Any]:
         )
         await client.create(vm("busy", rate="64Mi", ws="96Mi"))
 
-        async def where() -> str | None:
-            items, _ = await client.list("VirtualMachineInstance", "default")
-            for v in items:
-                st = v.get("status") or {}
-                if v["metadata"]["name"] == "busy" and st.get("phase") == "Running":
-                    return str(st.get("nodeName"))
-            return None
+        def where() -> Any:
+            return running_on(client, "busy")
 
         source = await wait_until("the VM running", where, 60)
         await asyncio.sleep(1.0)
