@@ -204,6 +204,7 @@ def test_the_cli_behaves_as_a_kubectl_user_expects(tmp_path: Path) -> None:
     for reason in (
         "SuccessfulCreate",
         "PreparingTarget",
+        "SuccessfulHandOver",
         "Migrating",
         "SwitchedToPostCopy",
         "SuccessfulMigration",

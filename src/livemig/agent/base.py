@@ -64,6 +64,7 @@ class Outgoing:
     last_report: float = 0.0
     report: asyncio.Task[Any] | None = None
     link_broken: bool = False  # post-copy paused by a broken link, as last sampled
+    abort_refused: bool = False  # an abort was asked in post-copy (said once, as an event)
 
 
 @dataclass

@@ -50,8 +50,14 @@ class SourceSide(AgentBase):
                     out.runner.target_lost()
                 if st.phase is Phase.FAILED or st.abort_requested:
                     # Failed by someone else (its VMI was deleted), or asked to abort.
-                    with contextlib.suppress(CancelRefused):
+                    try:
                         out.runner.cancel(st.abort_requested or st.reason)
+                    except CancelRefused as exc:
+                        if not out.abort_refused:
+                            out.abort_refused = True
+                            self._say(
+                                VMIM, m.key, EventType.WARNING, "FailedAbortMigration", str(exc)
+                            )
                 continue
             if st.phase is Phase.TARGET_READY:
                 await self.each.run(

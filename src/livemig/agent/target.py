@@ -211,4 +211,12 @@ class TargetSide(AgentBase):
             return
         self.incoming[m.key] = Incoming(vm, m.vmi_key)
         address = vm.listen_uri or ""
-        await self._migration_step(m.key, lambda st: st.target_ready(address, self._now()))
+        ready = await self._migration_step(m.key, lambda st: st.target_ready(address, self._now()))
+        if ready is not None and MigrationStatus.of(ready).phase is Phase.TARGET_READY:
+            self._say(
+                VMIM,
+                m.key,
+                EventType.NORMAL,
+                "SuccessfulHandOver",
+                f"{self.node} waits for the guest on {address}; the source may start",
+            )
